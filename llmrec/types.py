@@ -1,0 +1,102 @@
+"""Typed values passed between stages. Frozen dataclasses, never raw dicts.
+
+Ids are the data set's own ids as strings (MovieLens ``movieId``/``userId``, Amazon ASINs, ...);
+dense integer indices exist only inside models and never leave them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalogue entry."""
+
+    item_id: str
+    title: str
+    year: int | None = None
+    genres: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def display_title(self) -> str:
+        """``Title (Year)`` as people write it."""
+        return f"{self.title} ({self.year})" if self.year else self.title
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """A user's rating, purchase, view or review of an item."""
+
+    user_id: str
+    item_id: str
+    rating: float | None
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One item in a user's history, as the profile sees it."""
+
+    item_id: str
+    rating: float | None = None
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class UserProfile:
+    """What the system knows about a user: history, stated preferences, dislikes, exclusions."""
+
+    user_id: str | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    stated_preferences: tuple[str, ...] = ()
+    disliked: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def seen(self) -> frozenset[str]:
+        """Items never to recommend again: the history, dislikes and exclusions."""
+        return frozenset(e.item_id for e in self.history) | frozenset(self.disliked) | frozenset(self.excluded)
+
+    @property
+    def is_newcomer(self) -> bool:
+        return not self.history
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Recorded facts behind a recommendation; explanations may only use these."""
+
+    shared_genres: tuple[str, ...] = ()
+    shared_keywords: tuple[str, ...] = ()
+    shared_tags: tuple[str, ...] = ()
+    similar_liked: tuple[str, ...] = ()
+    matched_preferences: tuple[str, ...] = ()
+    collaborative: str | None = None
+    stage_scores: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An item proposed by a retriever or reordered by a ranker."""
+
+    item_id: str
+    score: float
+    sources: tuple[str, ...] = ()
+    evidence: Evidence = field(default_factory=Evidence)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What a person sees: the item, its rank score, an explanation and the evidence behind it."""
+
+    item: Item
+    score: float
+    sources: tuple[str, ...]
+    explanation: str
+    evidence: Evidence
+    explanation_source: str = "template"
