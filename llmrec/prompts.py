@@ -55,6 +55,13 @@ class PromptTemplate:
             text = "\n".join(kept)
         return text.format(**{k: "" if v is None else v for k, v in values.items()}).strip()
 
+    def messages(self, **values: object) -> list[dict[str, str]]:
+        """Chat messages: the rendered system prompt (when the template has one) and the user turn."""
+        user = self.render(**values)
+        fields = {f for _, f, _, _ in string.Formatter().parse(self.system) if f}
+        system = self.system.format(**{k: values[k] for k in fields}).strip()
+        return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+
 
 def _check_fields(tpl: PromptTemplate, path: Path) -> None:
     used = {f for part in (tpl.template, tpl.system) for _, f, _, _ in string.Formatter().parse(part) if f}

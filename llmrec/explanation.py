@@ -1,0 +1,199 @@
+"""Explanations that rest only on recorded evidence.
+
+``TemplateExplainer`` writes a sentence from the evidence alone. ``LLMExplainer`` asks the language
+model for one sentence conditioned only on that evidence, sanitises it, and checks it: a reply that
+names a catalogue title, an attribute, a capitalised name or a number that is not in the evidence or
+the item's own record is rejected and replaced by the template sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from llmrec.evidence import collect_evidence, evidence_lines
+from llmrec.llm.base import LLM
+from llmrec.prompts import PromptTemplate, load_prompt
+from llmrec.safety import fence, sanitize_output
+from llmrec.types import Candidate, Evidence, Item, Recommendation, UserProfile
+
+log = logging.getLogger(__name__)
+
+_TOKEN = re.compile(r"[\w'&:-]+", re.UNICODE)
+_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# Capitalised words that are ordinary English at the start of clauses, never names.
+_COMMON = frozenset(
+    "I You Your It Its This That These Those The A An And But If Because Since As Like Fans People Recommended "
+    "We Our Also Both Just Here There With For From Given Based Since Plus".split()
+)
+
+
+def _norm(text: str) -> str:
+    return " ".join(_TOKEN.findall(text.lower()))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Every title and attribute the catalogue knows, to spot ones an explanation invents."""
+
+    titles: frozenset[str]
+    attributes: frozenset[str]
+    longest: int
+
+    @classmethod
+    def from_items(cls, items: Mapping[str, Item]) -> Vocabulary:
+        titles = set()
+        attributes = set()
+        for item in items.values():
+            for title in (item.title, item.display_title):
+                norm = _norm(title)
+                if len(norm.split()) >= 2:  # one-word titles ("Up", "Her") are ordinary words
+                    titles.add(norm)
+            attributes.update(_norm(a) for a in (*item.genres, *item.keywords, *item.tags) if _norm(a))
+        longest = max((len(t.split()) for t in titles | attributes), default=1)
+        return cls(frozenset(titles), frozenset(attributes), min(longest, 12))
+
+
+def _ngrams(words: Sequence[str], longest: int) -> Iterator[str]:
+    for size in range(1, longest + 1):
+        for start in range(len(words) - size + 1):
+            yield " ".join(words[start : start + size])
+
+
+def capitalised_phrases(text: str) -> list[str]:
+    """Runs of capitalised words that do not start a sentence: candidate names and titles."""
+    phrases = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        run: list[str] = []
+        for position, word in enumerate([*_TOKEN.findall(sentence), ""]):
+            if position > 0 and word[:1].isupper() and word not in _COMMON:
+                run.append(word)
+                continue
+            if run:
+                phrases.append(" ".join(run))
+            run = []
+    return phrases
+
+
+def allowed_text(item: Item, evidence: Evidence) -> str:
+    parts = [item.title, item.display_title, *item.genres, *item.keywords, *item.tags, *evidence_lines(item, evidence)]
+    return _norm(" ".join(parts))
+
+
+def unsupported_claims(text: str, item: Item, evidence: Evidence, vocab: Vocabulary) -> list[str]:
+    """What ``text`` names that neither the evidence nor the item's own record holds."""
+    allowed = f" {allowed_text(item, evidence)} "
+    problems = []
+    words = _norm(text).split()
+    for gram in set(_ngrams(words, vocab.longest)):
+        if (gram in vocab.titles or gram in vocab.attributes) and f" {gram} " not in allowed:
+            problems.append(gram)
+    for phrase in capitalised_phrases(text):
+        if f" {_norm(phrase)} " not in allowed:
+            problems.append(phrase)
+    problems += [n for n in _NUMBER.findall(text) if f" {n} " not in allowed]
+    return sorted(set(problems))
+
+
+def template_explanation(item: Item, evidence: Evidence, kind: str = "movie") -> str:
+    """One or two sentences built only from the evidence."""
+    parts = []
+    if evidence.similar_liked:
+        parts.append(f"You liked {' and '.join(evidence.similar_liked)}")
+    shared = [*evidence.shared_genres, *evidence.shared_keywords[:2], *evidence.shared_tags[:1]]
+    if shared:
+        parts.append(f"{'it' if parts else 'It'} shares {', '.join(shared)} with {kind}s you enjoyed")
+    sentence = "; ".join(parts)
+    if evidence.matched_preferences:
+        match = f"It matches what you asked for: {', '.join(evidence.matched_preferences)}"
+        sentence = f"{sentence}. {match}" if sentence else match
+    if evidence.collaborative:
+        sentence = f"{sentence}. {evidence.collaborative}" if sentence else evidence.collaborative
+    if not sentence:
+        sources = {name for name, _ in evidence.stage_scores} or {"retrieval"}
+        sentence = f"It ranked highly for your profile ({', '.join(sorted(sources))} scores)"
+    return sentence.rstrip(".") + "."
+
+
+class TemplateExplainer:
+    name = "template"
+
+    def __init__(self, items: Mapping[str, Item], kind: str = "movie") -> None:
+        self.items = items
+        self.kind = kind
+
+    def explain(self, profile: UserProfile, ranked: Sequence[Candidate]) -> list[Recommendation]:
+        recs = []
+        for candidate in ranked:
+            item = self.items[candidate.item_id]
+            evidence = collect_evidence(profile, candidate, self.items)
+            text = template_explanation(item, evidence, self.kind)
+            recs.append(Recommendation(item, candidate.score, candidate.sources, text, evidence, "template"))
+        return recs
+
+
+class LLMExplainer:
+    """One checked sentence per item from the language model; the template sentence when the check fails."""
+
+    name = "llm"
+
+    def __init__(
+        self,
+        llm: LLM,
+        items: Mapping[str, Item],
+        kind: str = "movie",
+        max_new_tokens: int = 60,
+        prompt: PromptTemplate | None = None,
+        vocabulary: Vocabulary | None = None,
+    ) -> None:
+        self.llm = llm
+        self.items = items
+        self.kind = kind
+        self.max_new_tokens = max_new_tokens
+        self.prompt = prompt or load_prompt("explain")
+        self.vocab = vocabulary or Vocabulary.from_items(items)
+
+    def messages(self, item: Item, evidence: Evidence) -> list[dict[str, str]]:
+        lines = "\n".join(f"- {fence(line, 300)}" for line in evidence_lines(item, evidence)) or "- (no evidence)"
+        return self.prompt.messages(item=fence(item.display_title, 120), evidence=lines, kind=self.kind)
+
+    def check(self, raw: str, item: Item, evidence: Evidence) -> tuple[str, list[str]]:
+        """The sanitised first two sentences of ``raw`` and what in them is unsupported."""
+        text = " ".join(_SENTENCE_END.split(sanitize_output(raw))[:2]).strip()
+        if len(text) < 8:
+            return text, ["empty or too short"]
+        return text, unsupported_claims(text, item, evidence, self.vocab)
+
+    def stream(self, item: Item, evidence: Evidence) -> Iterator[tuple[str, str]]:
+        """Yield ``(text so far, source)``; the last pair is final (``llm`` or ``template-fallback``)."""
+        raw = ""
+        try:
+            for piece in self.llm.stream(self.messages(item, evidence), self.max_new_tokens):
+                raw += piece
+                yield sanitize_output(raw), "streaming"
+        except Exception as exc:  # the model is untrusted: failures fall back to the template
+            log.warning("explanation generation failed: %s", exc)
+            yield template_explanation(item, evidence, self.kind), "template-fallback"
+            return
+        text, problems = self.check(raw, item, evidence)
+        if problems:
+            log.info("explanation for %s rejected (%s)", item.item_id, ", ".join(problems[:5]))
+            yield template_explanation(item, evidence, self.kind), "template-fallback"
+        else:
+            yield text, "llm"
+
+    def explain_one(self, item: Item, evidence: Evidence) -> tuple[str, str]:
+        *_, final = self.stream(item, evidence)
+        return final
+
+    def explain(self, profile: UserProfile, ranked: Sequence[Candidate]) -> list[Recommendation]:
+        recs = []
+        for candidate in ranked:
+            item = self.items[candidate.item_id]
+            evidence = collect_evidence(profile, candidate, self.items)
+            text, source = self.explain_one(item, evidence)
+            recs.append(Recommendation(item, candidate.score, candidate.sources, text, evidence, source))
+        return recs

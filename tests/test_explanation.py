@@ -1,0 +1,111 @@
+"""Evidence collection, template and LLM explanations, the faithfulness check and output sanitising."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures_catalog import ITEMS, PROFILE, candidates
+from llmrec.evidence import collect_evidence, liked_items
+from llmrec.explanation import LLMExplainer, TemplateExplainer, Vocabulary, unsupported_claims
+from llmrec.llm.base import FakeLLM
+from llmrec.safety import fence, sanitize_output
+from llmrec.types import Candidate, Evidence
+
+
+def test_liked_items_are_recent_and_well_rated():
+    assert liked_items(PROFILE) == ["2", "1"]  # Alien was rated 2
+
+
+def test_evidence_for_a_pixar_film():
+    ev = collect_evidence(PROFILE, Candidate("3", 1.0, ("text",)), ITEMS, [("llm", -0.5)])
+    assert ev.shared_genres == ("Animation", "Children")
+    assert ev.shared_keywords == ("pixar animation",)
+    assert set(ev.similar_liked) == {"Toy Story (1995)", "Monsters, Inc. (2001)"}
+    assert ev.stage_scores == (("llm", -0.5),)
+
+
+def test_evidence_matches_stated_preferences():
+    ev = collect_evidence(PROFILE, Candidate("5", 1.0), ITEMS)
+    assert ev.matched_preferences == ("space",)
+
+
+def test_template_explanation_uses_only_evidence():
+    rec = TemplateExplainer(ITEMS).explain(PROFILE, candidates(["3"]))[0]
+    assert rec.explanation.startswith("You liked ")
+    assert "Animation" in rec.explanation and rec.explanation_source == "template"
+    vocab = Vocabulary.from_items(ITEMS)
+    assert unsupported_claims(rec.explanation, rec.item, rec.evidence, vocab) == []
+
+
+def test_template_explanation_without_evidence_is_still_a_sentence():
+    rec = TemplateExplainer(ITEMS).explain(PROFILE.__class__(), [Candidate("6", 1.0, ("cf",))])[0]
+    assert rec.explanation.endswith(".") and len(rec.explanation) > 10
+
+
+def _explain(reply: str, item: str = "3"):
+    explainer = LLMExplainer(FakeLLM(replies=[reply]), ITEMS)
+    return explainer.explain(PROFILE, candidates([item]))[0]
+
+
+def test_faithful_llm_explanation_is_kept():
+    rec = _explain("Since you loved Toy Story, this Animation pick with more pixar animation fun should delight you.")
+    assert rec.explanation_source == "llm"
+    assert rec.explanation.startswith("Since you loved Toy Story")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "If you liked The Matrix you will love this one.",  # a title not in the evidence
+        "Directed by John Lasseter, it is a classic.",  # a person not in the evidence
+        "A great Horror ride like the ones you enjoy.",  # an attribute not in evidence or record
+        "It won 4 Oscars in 2004.",  # numbers from nowhere
+        "",  # empty output
+        "ok",  # too short
+    ],
+)
+def test_unfaithful_or_malformed_explanations_fall_back_to_the_template(reply: str):
+    rec = _explain(reply)
+    assert rec.explanation_source == "template-fallback"
+    assert rec.explanation.startswith("You liked ")
+
+
+def test_model_failure_mid_stream_falls_back():
+    explainer = LLMExplainer(FakeLLM(fail=True), ITEMS)
+    rec = explainer.explain(PROFILE, candidates(["3"]))[0]
+    assert rec.explanation_source == "template-fallback"
+
+
+def test_streaming_yields_partial_text_then_the_checked_final():
+    explainer = LLMExplainer(FakeLLM(replies=["You liked Toy Story and this is Animation too."]), ITEMS)
+    item = ITEMS["3"]
+    steps = list(explainer.stream(item, collect_evidence(PROFILE, Candidate("3", 1.0), ITEMS)))
+    assert len(steps) > 2 and steps[-1][1] == "llm" and all(s == "streaming" for _, s in steps[:-1])
+
+
+def test_explainer_prompt_holds_only_evidence():
+    llm = FakeLLM(replies=["x"])
+    LLMExplainer(llm, ITEMS).explain(PROFILE, candidates(["3"]))
+    user = llm.prompts[0][-1]["content"]
+    assert "<item>Finding Nemo (2003)</item>" in user
+    assert "similar to items the user liked" in user
+    assert "Alien" not in user  # the disliked film is not evidence
+
+
+def test_sanitize_output_strips_html_images_and_links():
+    raw = 'Try <b>this</b><script>alert(1)</script> ![x](http://e/x.png) [site](http://evil) www.evil.com https://x.y/z'
+    clean = sanitize_output(raw)
+    assert "<" not in clean and "http" not in clean and "www" not in clean and "](" not in clean
+    assert clean.startswith("Try this") and "site" in clean
+
+
+def test_fence_neutralises_tags_and_caps_length():
+    assert fence("</history>" + "x" * 500, 50).startswith("‹/history›")
+    assert len(fence("x" * 500, 50)) == 50
+
+
+def test_vocabulary_ignores_one_word_titles_as_titles():
+    vocab = Vocabulary.from_items(ITEMS)
+    assert "heat" not in vocab.titles and "the matrix" in vocab.titles
+    ev = Evidence()
+    assert unsupported_claims("The heat of the moment.", ITEMS["3"], ev, vocab) == []
