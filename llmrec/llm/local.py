@@ -1,0 +1,142 @@
+"""``TransformersLLM``: the ``LLM`` interface over a local transformers model, with an optional LoRA adapter.
+
+Scoring is one forward pass over the chat prompt: the logits at the last position, read at each
+option's token id (the LlamaRec verbalizer). Generation is greedy; streaming runs ``generate`` in a
+thread with transformers' ``TextIteratorStreamer``. torch, transformers and peft are imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmrec.errors import ConfigError, ModelError
+from llmrec.llm.base import Messages
+from llmrec.llm.transformers_backend import load_causal_lm
+
+log = logging.getLogger(__name__)
+
+
+def check_adapter(adapter_dir: Path, base_name: str) -> dict[str, Any]:
+    """Refuse pickled adapters and adapters trained on another base model; return the adapter config."""
+    adapter_dir = Path(adapter_dir)
+    config_path = adapter_dir / "adapter_config.json"
+    if not config_path.is_file():
+        raise ModelError(f"adapter folder {adapter_dir} has no adapter_config.json; pass a folder saved by peft")
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        pickled = [p.name for p in adapter_dir.glob("*.bin")] + [p.name for p in adapter_dir.glob("*.pt")]
+        hint = f" (found pickled {', '.join(pickled)}, which is never loaded)" if pickled else ""
+        raise ModelError(f"adapter {adapter_dir} has no adapter_model.safetensors{hint}; re-save it as safetensors")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    card_path = adapter_dir / "adapter_card.json"
+    declared = json.loads(card_path.read_text(encoding="utf-8")).get("base_model") if card_path.is_file() else None
+    declared = declared or config.get("base_model_name_or_path") or ""
+    if declared and Path(str(declared)).name != base_name and declared != base_name:
+        raise ModelError(
+            f"adapter {adapter_dir} was trained for base model {declared!r}, not {base_name!r}; "
+            f"use --model {Path(str(declared)).name} or another adapter"
+        )
+    return config
+
+
+class TransformersLLM:
+    """A prepared model folder (safetensors) loaded on the CPU or a GPU, optionally with a LoRA adapter."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        name: str | None = None,
+        adapter: str | Path | None = None,
+        dtype: str = "float32",
+        threads: int | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.name = name or self.folder.name
+        self.model, self.tokenizer = load_causal_lm(self.folder, dtype=dtype, threads=threads)
+        self.adapter = None
+        if adapter is not None:
+            check_adapter(Path(adapter), self.name)
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, str(adapter), is_trainable=False)
+            self.model.eval()
+            self.adapter = Path(adapter)
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 4096) or 4096)
+        self._token_ids: dict[str, int] = {}
+
+    # Helpers -------------------------------------------------------------------------------
+    def _encode(self, messages: Messages) -> Any:
+        return self.tokenizer.apply_chat_template(
+            [dict(m) for m in messages], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+
+    def option_token_id(self, option: str) -> int:
+        """The single token that spells ``option`` at the start of the reply."""
+        if option not in self._token_ids:
+            ids = self.tokenizer.encode(option, add_special_tokens=False)
+            if len(ids) != 1:
+                raise ConfigError(f"option {option!r} is {len(ids)} tokens for {self.name}; use single-token labels")
+            self._token_ids[option] = ids[0]
+        return self._token_ids[option]
+
+    def count_tokens(self, messages: Messages) -> int:
+        return int(self._encode(messages)["input_ids"].shape[1])
+
+    # LLM interface -------------------------------------------------------------------------
+    def score_options(self, messages: Messages, options: Sequence[str]) -> np.ndarray:
+        return self.score_options_batch([messages], options)[0]
+
+    def score_options_batch(self, batch: Sequence[Messages], options: Sequence[str]) -> np.ndarray:
+        """(len(batch), len(options)) logits; prompts are left-padded into one forward pass."""
+        import torch
+
+        ids = [self.option_token_id(o) for o in options]
+        encoded = [self._encode(m)["input_ids"][0] for m in batch]
+        width = max(len(e) for e in encoded)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, tokens in enumerate(encoded):
+            input_ids[row, width - len(tokens) :] = tokens
+            attention[row, width - len(tokens) :] = 1
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids.to(self.model.device),
+                attention_mask=attention.to(self.model.device),
+                logits_to_keep=1,
+            )
+        logits = out.logits[:, -1, :].float()
+        return logits[:, ids].cpu().numpy()
+
+    def generate(self, messages: Messages, max_new_tokens: int = 64) -> str:
+        return "".join(self.stream(messages, max_new_tokens))
+
+    def stream(self, messages: Messages, max_new_tokens: int = 64) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        inputs = {k: v.to(self.model.device) for k, v in self._encode(messages).items()}
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.model.generate(
+                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
+                    top_k=None, pad_token_id=self.tokenizer.pad_token_id, streamer=streamer,
+                )  # fmt: skip
+            except BaseException as exc:  # surfaced to the caller after the stream ends
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if errors:
+            raise RuntimeError(f"generation failed: {errors[0]}") from errors[0]
