@@ -1,0 +1,117 @@
+"""Configuration: one pydantic model per pipeline component, nested in ``RecommenderConfig``.
+
+Values are validated when the config is built; errors name the field and the bad value. A config can
+be loaded from TOML (``[retrieval]``, ``[ranker]``, ... tables) and overridden by CLI options.
+Model-specific hyper-parameters live beside each model (``Scorer.Config`` dataclasses).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmrec.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    dataset: str = Field("ml-latest-small", description="A named data set or a data folder.")
+    data_dir: Path | None = Field(None, description="Folder holding the named data set folders.")
+    min_count: int = Field(5, ge=3, description="k of the iterative k-core filter.")
+
+
+class EmbedderConfig(_Section):
+    name: str = Field("all-minilm-l6-v2", description="Embedding model name (see `llmrec models list`).")
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per batch.")
+
+
+class IndexConfig(_Section):
+    store: Path | None = Field(None, description="Chroma folder; default: <cache>/stores/<dataset>-<embedder>.")
+    chroma_url: str | None = Field(None, description="URL of a `chroma run` server instead of a local folder.")
+    timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for a Chroma server.")
+
+
+class RetrievalConfig(_Section):
+    retriever: Literal["text", "cf", "hybrid"] = Field("hybrid", description="Candidate source.")
+    cf_model: str = Field("ease", description="Collaborative scorer used by the cf and hybrid retrievers.")
+    candidates: int = Field(20, ge=1, le=1000, description="Candidates passed to the ranker.")
+    diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR trade-off: 0 = relevance only.")
+
+
+class LLMConfig(_Section):
+    model: str = Field("qwen2.5-coder-0.5b-instruct", description="Language model name.")
+    adapter: Path | None = Field(None, description="LoRA adapter folder; default: the shipped adapter, if any.")
+    use_default_adapter: bool = Field(True, description="Load the adapter shipped for the model when none is given.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")
+    allow_network: bool = Field(False, description="Allow a Hugging Face Hub download of the model.")
+
+
+class RankerConfig(_Section):
+    kind: Literal["llm", "passthrough"] = Field("passthrough", description="Re-ranker after retrieval.")
+    max_history: int = Field(20, ge=0, le=200, description="Most recent history items shown to the LLM.")
+    blend: float = Field(0.0, ge=0.0, le=1.0, description="Weight of the retrieval rank in the final score.")
+
+
+class ExplainerConfig(_Section):
+    kind: Literal["llm", "template"] = Field("template", description="How explanations are written.")
+    max_new_tokens: int = Field(60, ge=8, le=400, description="Longest LLM explanation in tokens.")
+
+
+class RecommenderConfig(_Section):
+    data: DataConfig = DataConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    index: IndexConfig = IndexConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    llm: LLMConfig = LLMConfig()
+    ranker: RankerConfig = RankerConfig()
+    explainer: ExplainerConfig = ExplainerConfig()
+    k: int = Field(10, ge=1, le=500, description="Recommendations returned.")
+    seed: int = Field(0, description="Seed for everything random.")
+    cache_dir: Path | None = Field(None, description="Cache folder; default ~/.cache/llmrec.")
+
+    def updated(self, **sections: dict) -> RecommenderConfig:
+        """A copy with some fields of some sections replaced (validated again); None values are ignored."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            if isinstance(data.get(section), dict):
+                data[section].update({k: v for k, v in values.items() if v is not None})
+            elif values is not None:
+                data[section] = values
+        return build_config(data)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"invalid config value {where}={first.get('input')!r}: {first['msg']}"
+
+
+def build_config(data: dict) -> RecommenderConfig:
+    try:
+        return RecommenderConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{_describe(exc)}; fix the value (see `llmrec --help`)") from None
+
+
+def load_config(path: str | Path) -> RecommenderConfig:
+    """Read a TOML file of config sections."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found; check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}; fix the syntax") from None
+    return build_config(data)
