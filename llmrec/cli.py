@@ -72,10 +72,17 @@ def models_list(cache_dir: CacheDir = None, as_json: AsJson = False) -> None:
     rows = [asdict(s) for s in statuses]
     for row in rows:
         row["path"] = str(row["path"]) if row.get("path") else None
+    def state(row: dict) -> str:
+        if row["prepared"]:
+            return "prepared"
+        if row["installed"]:
+            return "installed (run `llmrec models prepare`)" if row["kind"] == "causal-lm" else "installed"
+        if row["source"] == "hub":
+            return "hub only (--allow-network)"
+        return "not installed (`llmrec models prepare` says how)"
+
     text = "\n".join(
-        f"{'*' if r['default'] else ' '} {r['name']:<30} {r['kind']:<10} "
-        f"{'prepared' if r['prepared'] else ('available' if r['available'] else 'not installed')}"
-        for r in rows
+        f"{'*' if r['is_default'] else ' '} {r['name']:<30} {r['kind']:<10} {state(r)}" for r in rows
     )
     _emit(rows, as_json, text + "\n(* default)")
 
