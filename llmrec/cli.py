@@ -101,6 +101,133 @@ def models_prepare(
     typer.echo(f"{name} ready at {path}")
 
 
+Store = Annotated[Path | None, typer.Option("--store", help="Chroma store folder (default: in the cache).")]
+ChromaUrl = Annotated[str | None, typer.Option("--chroma-url", help="URL of a `chroma run` server instead.")]
+Embedder = Annotated[str, typer.Option("--embedder", help="Embedding model name.")]
+
+
+@app.command("index")
+def index_cmd(
+    dataset: Annotated[str, typer.Argument(help="ml-latest-small, ml-100k, ml-1m, or a data folder.")],
+    data_dir: DataDir = None,
+    store: Store = None,
+    chroma_url: ChromaUrl = None,
+    embedder: Embedder = "all-minilm-l6-v2",
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop the store and embed everything again.")] = False,
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    as_json: AsJson = False,
+) -> None:
+    """Embed the catalogue into the vector store; only new or changed items are embedded again."""
+    from dataclasses import asdict
+
+    from llmrec.recommend import index_dataset
+
+    report = index_dataset(dataset, data_dir=data_dir, cache_dir=cache_dir, store=store, chroma_url=chroma_url,
+                           embedder=embedder, rebuild=rebuild, allow_download=not offline)  # fmt: skip
+    text = (f"{report.location}: {report.embedded} embedded, {report.unchanged} unchanged, {report.deleted} deleted, "
+            f"{report.total} in the store" + (" (nothing to embed)" if report.embedded == 0 else ""))  # fmt: skip
+    _emit({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(report).items()}, as_json, text)
+
+
+def _recommender(dataset: str, data_dir: Path | None, cache_dir: Path | None, **sections: dict) -> Any:
+    from llmrec.config import RecommenderConfig
+    from llmrec.pipeline import Recommender
+
+    config = RecommenderConfig().updated(data={"dataset": dataset, "data_dir": data_dir}, **sections)
+    config = config.updated(cache_dir=cache_dir) if cache_dir else config
+    return Recommender(config)
+
+
+def _rec_row(rec: Any, explain: bool) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    item = rec.item
+    row = {"item_id": item.item_id, "title": item.display_title, "year": item.year, "genres": list(item.genres),
+           "score": round(float(rec.score), 6), "sources": list(rec.sources)}  # fmt: skip
+    if explain:
+        row["explanation"] = rec.explanation
+        row["explanation_source"] = rec.explanation_source
+        row["evidence"] = asdict(rec.evidence)
+    return row
+
+
+@app.command("recommend")
+def recommend_cmd(
+    dataset: Annotated[str, typer.Argument(help="ml-latest-small, ml-100k, ml-1m, or a data folder.")],
+    data_dir: DataDir = None,
+    user: Annotated[str | None, typer.Option("--user", help="A user id of the data set.")] = None,
+    like: Annotated[list[str] | None, typer.Option("--like", help="A title you like (repeatable).")] = None,
+    query: Annotated[str | None, typer.Option("--query", help="What you want, in words.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Number of recommendations.")] = 10,
+    retriever: Annotated[str, typer.Option("--retriever", help="text, cf or hybrid.")] = "hybrid",
+    cf_model: Annotated[str, typer.Option("--cf-model", help="Collaborative model for cf/hybrid.")] = "ease",
+    ranker: Annotated[str, typer.Option("--ranker", help="passthrough or llm.")] = "passthrough",
+    model: Annotated[str | None, typer.Option("--model", help="Language model for --ranker llm / --explain.")] = None,
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter folder.")] = None,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Zero-shot: skip the shipped adapter.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Add explanations (by the LLM) and evidence.")] = False,
+    diversity: Annotated[float, typer.Option("--diversity", help="0 = relevance only, up to 1.")] = 0.0,
+    store: Store = None,
+    chroma_url: ChromaUrl = None,
+    embedder: Embedder = "all-minilm-l6-v2",
+    cache_dir: CacheDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Recommend unseen items for a user id, liked titles and/or a stated preference."""
+    if user is None and not like and not (query and query.strip()):
+        from llmrec.errors import ConfigError
+
+        raise ConfigError("say who the recommendations are for: --user ID, --like TITLE or --query TEXT")
+    rec = _recommender(
+        dataset, data_dir, cache_dir,
+        retrieval={"retriever": retriever, "cf_model": cf_model, "diversity": diversity},
+        ranker={"kind": ranker}, explainer={"kind": "llm" if explain else "template"},
+        llm={"model": model, "adapter": adapter, "use_default_adapter": not no_adapter},
+        index={"store": store, "chroma_url": chroma_url}, embedder={"name": embedder},
+    )  # fmt: skip
+    profile = rec.profile(user=user, likes=like or (), query=query)
+    result = rec.recommend(profile, k=k, explain=explain)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    rows = [_rec_row(r, explain) for r in result.items]
+    lines = [f"{n:>2}. {r['title']}  [{', '.join(r['genres'])}]  score {r['score']:.4f}  ({', '.join(r['sources'])})"
+             + (f"\n    {r['explanation']}" if explain else "") for n, r in enumerate(rows, 1)]  # fmt: skip
+    _emit(rows, as_json, "\n".join(lines) or "no recommendations")
+
+
+@app.command("why")
+def why_cmd(
+    dataset: Annotated[str, typer.Argument(help="ml-latest-small, ml-100k, ml-1m, or a data folder.")],
+    item: Annotated[str, typer.Option("--item", help="The item id to explain.")],
+    user: Annotated[str | None, typer.Option("--user", help="A user id of the data set.")] = None,
+    like: Annotated[list[str] | None, typer.Option("--like", help="A title you like (repeatable).")] = None,
+    query: Annotated[str | None, typer.Option("--query", help="What you want, in words.")] = None,
+    data_dir: DataDir = None,
+    model: Annotated[str | None, typer.Option("--model", help="Language model for the explanation.")] = None,
+    template: Annotated[bool, typer.Option("--template", help="Template explanation, no LLM.")] = False,
+    retriever: Annotated[str, typer.Option("--retriever", help="text, cf or hybrid.")] = "hybrid",
+    store: Store = None,
+    cache_dir: CacheDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Why an item would be recommended to a user: the explanation and the evidence behind it."""
+    from dataclasses import asdict
+
+    rec = _recommender(dataset, data_dir, cache_dir, retrieval={"retriever": retriever},
+                       explainer={"kind": "template" if template else "llm"}, llm={"model": model},
+                       index={"store": store})  # fmt: skip
+    profile = rec.profile(user=user, likes=like or (), query=query)
+    for note in profile.notes:
+        typer.echo(f"note: {note}", err=True)
+    result, where = rec.why(profile, item)
+    evidence = {k: v for k, v in asdict(result.evidence).items() if v}
+    payload = {**_rec_row(result, True), "evidence": evidence, "position": where}
+    lines = [f"{result.item.display_title}: {result.explanation}", f"({result.explanation_source}; {where})"]
+    lines += [f"  {k}: {v}" for k, v in evidence.items()]
+    _emit(payload, as_json, "\n".join(lines))
+
+
 def main() -> None:
     """Entry point: run the app, turning library errors into one line and a non-zero exit."""
     try:
