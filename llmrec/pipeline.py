@@ -8,6 +8,7 @@ costs one retrieval, one ranking pass and the explanations.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -51,6 +52,7 @@ class Recommender:
         self._llm = llm
         self._scorer_factory = scorer_factory
         self.notes: list[str] = []
+        self.lock = threading.RLock()  # one model call at a time: sessions share the models
 
     # Parts, built on first use ----------------------------------------------------------------
     @cached_property
@@ -155,7 +157,10 @@ class Recommender:
     def recommend(self, profile: UserProfile, k: int | None = None, keep: ItemFilter | None = None,
                   explain: bool = True) -> Recommendations:  # fmt: skip
         """Top-``k`` recommendations with evidence, and explanations when ``explain``."""
-        k = k or self.config.k
+        with self.lock:
+            return self._recommend(profile, k or self.config.k, keep, explain)
+
+    def _recommend(self, profile: UserProfile, k: int, keep: ItemFilter | None, explain: bool) -> Recommendations:
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
         notes = list(profile.notes)
@@ -177,6 +182,10 @@ class Recommender:
         """The explanation and evidence for ``item_id`` for this profile, and where retrieval placed it."""
         if item_id not in self.items:
             raise DataError(f"unknown item id {item_id!r} in {self.dataset.name}; use an id from `llmrec recommend`")
+        with self.lock:
+            return self._why(profile, item_id, depth)
+
+    def _why(self, profile: UserProfile, item_id: str, depth: int) -> tuple[Recommendation, str]:
         found, _ = self.candidates(profile, depth)
         rank = next((r for r, c in enumerate(found, 1) if c.item_id == item_id), None)
         candidate = found[rank - 1] if rank else Candidate(item_id, 0.0, ())

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from fixtures_catalog import ITEMS
+from fixtures_catalog import PopularityScorer, fake_recommender, toy_dataset
 from llmrec.config import RecommenderConfig
-from llmrec.data.dataset import Dataset, Interactions
 from llmrec.embedding import HashingEmbedder
 from llmrec.errors import DataError
 from llmrec.index.memory import MemoryIndex
@@ -15,40 +13,10 @@ from llmrec.indexing import build_index, store_spec
 from llmrec.llm.base import FakeLLM
 from llmrec.pipeline import Recommender
 
-USERS = {f"u{n}": [str(i) for i in range(1 + n % 4, 9 + n % 4)] for n in range(8)}
-
-
-def _dataset() -> Dataset:
-    rows = [(u, i, 4.0 + (t % 2) / 2, t) for u, items in USERS.items() for t, i in enumerate(items)]
-    users, items, ratings, stamps = zip(*rows)
-    return Dataset("toy", ITEMS, Interactions.from_columns(users, items, ratings, stamps))
-
-
-class PopularityScorer:
-    """Toy collaborative scorer: item popularity, the same for every user."""
-
-    def __init__(self, seq) -> None:
-        counts = np.zeros(seq.n_items, dtype=np.float32)
-        for s in seq.sequences:
-            counts[s] += 1
-        self.counts = counts
-
-    def score(self, users, histories):
-        return np.tile(self.counts, (len(users), 1))
-
 
 @pytest.fixture()
 def recommender() -> Recommender:
-    ds = _dataset()
-    emb = HashingEmbedder(dim=64)
-    index = MemoryIndex(store_spec(emb))
-    build_index(ds, emb, index)
-    config = RecommenderConfig().updated(
-        data={"min_count": 3}, ranker={"kind": "llm"}, explainer={"kind": "llm"}, retrieval={"candidates": 5}
-    )
-    llm = FakeLLM(replies=["You liked Toy Story and it is Animation."] * 20)
-    return Recommender(config, dataset=ds, embedder=emb, index=index, llm=llm,
-                       scorer_factory=lambda name, seq: PopularityScorer(seq))  # fmt: skip
+    return fake_recommender()
 
 
 def test_known_user_gets_ranked_explained_unseen_items(recommender: Recommender):
@@ -90,7 +58,7 @@ def test_why_reports_evidence_and_position(recommender: Recommender):
 
 
 def test_failing_llm_falls_back_and_says_so():
-    ds = _dataset()
+    ds = toy_dataset()
     emb = HashingEmbedder(dim=64)
     index = MemoryIndex(store_spec(emb))
     build_index(ds, emb, index)

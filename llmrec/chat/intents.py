@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 
 ORDINALS = {
-    "first": 1, "1st": 1, "one": 1, "second": 2, "2nd": 2, "two": 2, "third": 3, "3rd": 3, "three": 3,
-    "fourth": 4, "4th": 4, "four": 4, "fifth": 5, "5th": 5, "five": 5, "sixth": 6, "6th": 6, "six": 6,
+    "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3,
+    "fourth": 4, "4th": 4, "fifth": 5, "5th": 5, "sixth": 6, "6th": 6,
     "seventh": 7, "7th": 7, "eighth": 8, "8th": 8, "ninth": 9, "9th": 9, "tenth": 10, "10th": 10, "last": -1,
 }  # fmt: skip
 
@@ -114,7 +114,7 @@ def _decades(lower: str) -> tuple[int, ...]:
 
 def _ordinals(lower: str) -> tuple[int, ...]:
     found = [int(n) for n in _HASH_NUMBER.findall(lower)]
-    found += [ORDINALS[m] for m in _ORDINAL.findall(lower) if m not in ("one",) or "the one" not in lower]
+    found += [ORDINALS[m] for m in _ORDINAL.findall(lower)]
     return tuple(dict.fromkeys(found))
 
 

@@ -1,0 +1,93 @@
+"""What a conversation remembers about a user, as plain JSON-ready dataclasses.
+
+The state is the profile as the chat knows it (liked, disliked, seen; stated preferences; genre,
+decade and tone constraints), the recommendations shown with the evidence recorded when they were
+shown, and where onboarding stands. ``to_profile`` turns it into the ``UserProfile`` the pipeline uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from llmrec.types import Evidence, HistoryEntry, UserProfile
+
+LIKED_RATING = 5.0
+DISLIKED_RATING = 1.0
+
+
+@dataclass
+class Shown:
+    """A recommendation as it was shown, with its recorded evidence (what "why?" answers from)."""
+
+    item_id: str
+    title: str
+    explanation: str
+    explanation_source: str
+    evidence: dict[str, Any]
+    score: float
+    sources: list[str]
+    round: int
+
+    def evidence_value(self) -> Evidence:
+        data = dict(self.evidence)
+        for key in ("shared_genres", "shared_keywords", "shared_tags", "similar_liked", "matched_preferences"):
+            data[key] = tuple(data.get(key, ()))
+        data["stage_scores"] = tuple(tuple(s) for s in data.get("stage_scores", ()))
+        return Evidence(**data)
+
+
+@dataclass
+class ChatState:
+    user_id: str
+    liked: list[str] = field(default_factory=list)
+    disliked: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+    preferences: list[str] = field(default_factory=list)
+    wanted_genres: list[str] = field(default_factory=list)
+    avoided_genres: list[str] = field(default_factory=list)
+    avoided_keywords: list[str] = field(default_factory=list)
+    year_min: int | None = None
+    year_max: int | None = None
+    shown: list[Shown] = field(default_factory=list)
+    round: int = 0
+    questions_asked: int = 0
+    asked_items: list[str] = field(default_factory=list)
+    onboarding: str = "start"  # start | genres | items | done
+    pending: dict[str, Any] = field(default_factory=dict)  # an ambiguous title awaiting the user's choice
+    last_item: str | None = None  # the item the conversation is about (for "seen it", "why?")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChatState:
+        data = dict(data)
+        data["shown"] = [Shown(**s) for s in data.get("shown", [])]
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def current(self) -> list[Shown]:
+        """The latest list shown."""
+        return [s for s in self.shown if s.round == self.round]
+
+    def shown_item(self, item_id: str) -> Shown | None:
+        return next((s for s in reversed(self.shown) if s.item_id == item_id), None)
+
+    def to_profile(self, base: UserProfile | None = None) -> UserProfile:
+        """The pipeline's profile: a data-set history (returning users) plus what was said in the chat."""
+        base = base or UserProfile(user_id=self.user_id)
+        have = {e.item_id for e in base.history}
+        history = list(base.history)
+        history += [HistoryEntry(i, LIKED_RATING) for i in self.liked if i not in have]
+        preferences = list(base.stated_preferences) + self.preferences
+        if self.wanted_genres:
+            preferences.append("genres: " + ", ".join(self.wanted_genres))
+        return UserProfile(
+            user_id=self.user_id,
+            history=tuple(history),
+            stated_preferences=tuple(preferences),
+            disliked=tuple(dict.fromkeys([*base.disliked, *self.disliked])),
+            excluded=tuple(dict.fromkeys([*base.excluded, *self.seen])),
+            notes=base.notes,
+        )
