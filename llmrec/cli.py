@@ -228,6 +228,50 @@ def why_cmd(
     _emit(payload, as_json, "\n".join(lines))
 
 
+@app.command("chat")
+def chat_cmd(
+    dataset: Annotated[str, typer.Argument(help="ml-latest-small, ml-100k, ml-1m, or a data folder.")] = (
+        "ml-latest-small"
+    ),
+    data_dir: DataDir = None,
+    user: Annotated[str, typer.Option("--user", help="Your user id (a data-set id resumes that history).")] = "me",
+    ranker: Annotated[str, typer.Option("--ranker", help="passthrough or llm.")] = "passthrough",
+    explainer: Annotated[str, typer.Option("--explainer", help="template or llm.")] = "template",
+    k: Annotated[int, typer.Option("-k", help="Recommendations per list.")] = 5,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Chat in the terminal: one message per line on standard input; `quit` or end of input ends it."""
+    from llmrec.chat.engine import Conversation
+    from llmrec.chat.store import ProfileStore
+    from llmrec.paths import resolve_cache_dir
+
+    rec = _recommender(dataset, data_dir, cache_dir, ranker={"kind": ranker}, explainer={"kind": explainer})
+    store = ProfileStore(resolve_cache_dir(cache_dir) / "chat" / "profiles.sqlite")
+    convo = Conversation(rec, store, user, k=k)
+    interactive = sys.stdin.isatty()
+
+    def say(reply: Any) -> None:
+        typer.echo(f"llmrec> {reply.text}")
+        if reply.chips:
+            typer.echo(f"        [{' | '.join(reply.chips)}]")
+        for note in reply.notes:
+            typer.echo(f"        (note: {note})")
+
+    say(convo.start())
+    while True:
+        if interactive:
+            typer.echo("you> ", nl=False)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        if not interactive:
+            typer.echo(f"you> {line.rstrip()}")
+        reply = convo.handle(line)
+        say(reply)
+        if reply.ended:
+            break
+
+
 def main() -> None:
     """Entry point: run the app, turning library errors into one line and a non-zero exit."""
     try:

@@ -38,13 +38,21 @@ def _attributes(item: Item) -> set[str]:
     return {a.lower() for a in (*item.genres, *item.keywords, *item.tags)}
 
 
+def _key(value: str) -> str:
+    """"Sci-Fi", "sci fi" and "scifi" are one attribute."""
+    return re.sub(r"[^0-9a-z]+", "", value.lower())
+
+
 def _shared(values: Sequence[str], liked: Sequence[Item], field: str) -> tuple[str, ...]:
     counts: Counter[str] = Counter()
     for other in liked:
-        counts.update({v.lower() for v in getattr(other, field)})
-    shared = [v for v in values if counts[v.lower()] > 0]
-    shared.sort(key=lambda v: -counts[v.lower()])
-    return tuple(shared[:MAX_SHARED])
+        counts.update({_key(v) for v in getattr(other, field)})
+    shared: dict[str, str] = {}
+    for value in values:
+        if counts[_key(value)] > 0:
+            shared.setdefault(_key(value), value)
+    ordered = sorted(shared.values(), key=lambda v: -counts[_key(v)])
+    return tuple(ordered[:MAX_SHARED])
 
 
 def _similar(item: Item, liked: Sequence[Item]) -> tuple[str, ...]:
@@ -88,7 +96,9 @@ def collect_evidence(
     item = items[candidate.item_id]
     liked = [items[i] for i in liked_items(profile) if i in items]
     prior = candidate.evidence
-    similar = prior.similar_liked or _similar(item, liked)
+    # Retrievers may record liked items by id; evidence speaks in titles.
+    similar = tuple(items[s].display_title if s in items else s for s in prior.similar_liked)
+    similar = similar or _similar(item, liked)
     return dataclasses.replace(
         prior,
         shared_genres=prior.shared_genres or _shared(item.genres, liked, "genres"),

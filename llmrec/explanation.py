@@ -103,7 +103,13 @@ def template_explanation(item: Item, evidence: Evidence, kind: str = "movie") ->
     parts = []
     if evidence.similar_liked:
         parts.append(f"You liked {' and '.join(evidence.similar_liked)}")
-    shared = [*evidence.shared_genres, *evidence.shared_keywords[:2], *evidence.shared_tags[:1]]
+    shared: list[str] = []
+    keys: set[str] = set()
+    for attribute in (*evidence.shared_genres, *evidence.shared_keywords[:2], *evidence.shared_tags[:1]):
+        key = re.sub(r"[^0-9a-z]+", "", attribute.lower())  # "Sci-Fi" and "scifi" are said once
+        if key not in keys:
+            keys.add(key)
+            shared.append(attribute)
     if shared:
         parts.append(f"{'it' if parts else 'It'} shares {', '.join(shared)} with {kind}s you enjoyed")
     sentence = "; ".join(parts)

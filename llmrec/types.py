@@ -6,7 +6,10 @@ dense integer indices exist only inside models and never leave them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+_TRAILING_ARTICLE = re.compile(r"^(?P<rest>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|El|Die|Der|Das)$")
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,10 @@ class Item:
 
     @property
     def display_title(self) -> str:
-        """``Title (Year)`` as people write it."""
-        return f"{self.title} ({self.year})" if self.year else self.title
+        """``Title (Year)`` as people write it: MovieLens' "Matrix, The" becomes "The Matrix"."""
+        match = _TRAILING_ARTICLE.match(self.title)
+        title = f"{match['article']} {match['rest']}" if match else self.title
+        return f"{title} ({self.year})" if self.year else title
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ class ChatState:
         history += [HistoryEntry(i, LIKED_RATING) for i in self.liked if i not in have]
         preferences = list(base.stated_preferences) + self.preferences
         if self.wanted_genres:
-            preferences.append("genres: " + ", ".join(self.wanted_genres))
+            preferences.append(" or ".join(self.wanted_genres) + " movies")
         return UserProfile(
             user_id=self.user_id,
             history=tuple(history),
