@@ -23,7 +23,7 @@ $(STAMP): $(BIN)/python pyproject.toml scripts/requirements-models.txt
 install: $(STAMP)
 
 demo: install
-	$(BIN)/llmrec demo --data-dir $(DATA_DIR)
+	$(BIN)/llmrec chat ml-latest-small --data-dir $(DATA_DIR)
 
 test: install
 	$(BIN)/ruff check .
