@@ -228,6 +228,54 @@ def why_cmd(
     _emit(payload, as_json, "\n".join(lines))
 
 
+@app.command("evaluate")
+def evaluate_cmd(
+    dataset: Annotated[str, typer.Argument(help="ml-latest-small, ml-100k, ml-1m, or a data folder.")],
+    models: Annotated[str, typer.Option("--models", help="Comma-separated model names (see the error for all).")] = (
+        "pop,itemknn,ease,bpr,implicit-als,implicit-bpr"
+    ),
+    data_dir: DataDir = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="loo, loo-fullmask, temporal or loo-sampled100.")] = "loo",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for everything random.")] = 0,
+    no_search: Annotated[bool, typer.Option("--no-search", help="Registry defaults, no validation search.")] = False,
+    ranker: Annotated[str, typer.Option("--ranker", help="passthrough, or llm to re-rank each model's top-20.")] = (
+        "passthrough"
+    ),
+    model: Annotated[str, typer.Option("--model", help="Language model for --ranker llm.")] = (
+        "qwen2.5-coder-0.5b-instruct"
+    ),
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter; default: shipped one.")] = None,
+    max_users: Annotated[int | None, typer.Option("--max-users", help="Seeded user subset (LLM runs).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write results.json, results.md, results.png here.")] = None,
+    cache_dir: CacheDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Evaluate models under the LlamaRec protocol (full ranking); --ranker llm adds the LLM re-ranker."""
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if ranker == "llm":
+        from llmrec.evaluation.rerank import run_rerank_evaluation
+        from llmrec.pipeline import default_adapter
+
+        if len(names) != 1:
+            from llmrec.errors import ConfigError
+
+            raise ConfigError(f"--ranker llm re-ranks one retriever; pass one model, e.g. --models ease (got {models})")
+        shipped = adapter or default_adapter(model)
+        adapters = {"zero-shot": None} | ({"lora": shipped} if shipped else {})
+        report = run_rerank_evaluation(dataset, names[0], data_dir=data_dir, cache_dir=cache_dir, model=model,
+                                       adapters=adapters, max_users=max_users, seed=seed)  # fmt: skip
+    else:
+        from llmrec.evaluation import run_evaluation
+
+        report = run_evaluation(dataset, names, data_dir=data_dir, cache_dir=cache_dir, protocol=protocol, seed=seed,
+                                search=not no_search)  # fmt: skip
+    if out is not None:
+        report.save(out)
+    for name, message in report.errors.items():
+        typer.echo(f"error in {name}: {message}", err=True)
+    _emit(report.to_dict(), as_json, report.to_markdown())
+
+
 @app.command("chat")
 def chat_cmd(
     dataset: Annotated[str, typer.Argument(help="ml-latest-small, ml-100k, ml-1m, or a data folder.")] = (

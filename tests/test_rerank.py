@@ -1,0 +1,49 @@
+"""The retriever -> LLM ranker pipeline in the harness, with a fake LLM on real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmrec.data import load_dataset, preprocess
+from llmrec.evaluation.harness import EvalContext, evaluate_pipeline
+from llmrec.evaluation.protocols import make_split
+from llmrec.evaluation.rerank import RerankPipeline
+from llmrec.llm.base import FakeLLM
+from llmrec.ranking import LABELS, LLMRanker
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = load_dataset("ml-100k")
+    seq = preprocess(data)
+    split = make_split("loo", seq, 0)
+    return data, seq, split
+
+
+def _run(setup, scorer=None):
+    data, seq, split = setup
+    factory = None
+    if scorer is not None:
+        factory = lambda: LLMRanker(FakeLLM(scorer=scorer), data.items)  # noqa: E731
+    pipeline = RerankPipeline("pop", factory, seq.item_ids, data.items, seq.ratings, n_candidates=20)
+    return evaluate_pipeline(pipeline, split, context=EvalContext.for_split(split), max_users=40, seed=0), pipeline
+
+
+def test_llm_that_keeps_the_order_reproduces_the_retriever(setup):
+    alone, _ = _run(setup)
+    same, pipeline = _run(setup, scorer=lambda m, options: [-i for i in range(len(options))])
+    assert pipeline.fallbacks == 0
+    for key in ("ndcg@10", "recall@10", "recall@20"):
+        assert same.metrics[key] == pytest.approx(alone.metrics[key])
+    assert same.retriever["recall@20"] == pytest.approx(alone.metrics["recall@20"])  # the ceiling
+    assert same.metrics["recall@50"] == pytest.approx(same.metrics["recall@20"])  # nothing beyond the candidates
+
+
+def test_reversing_the_candidates_changes_ndcg_but_not_the_ceiling(setup):
+    alone, _ = _run(setup)
+    reversed_, _ = _run(setup, scorer=lambda m, options: list(range(len(options))))
+    assert reversed_.metrics["recall@20"] == pytest.approx(alone.metrics["recall@20"])
+    if alone.metrics["recall@20"] > 0:
+        assert reversed_.metrics["ndcg@20"] != pytest.approx(alone.metrics["ndcg@20"])
+    assert len(LABELS) == 20 and np.isfinite(reversed_.metrics["ndcg@10"])
