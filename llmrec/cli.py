@@ -320,6 +320,26 @@ def chat_cmd(
             break
 
 
+@app.command("ui")
+def ui_cmd(
+    dataset: Annotated[str, typer.Argument(help="ml-latest-small, ml-100k, ml-1m, or a data folder.")] = (
+        "ml-latest-small"
+    ),
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option("--host", help="Default: GRADIO_SERVER_NAME, else 127.0.0.1.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Default: GRADIO_SERVER_PORT, else 7860.")] = None,
+    ranker: Annotated[str, typer.Option("--ranker", help="passthrough or llm.")] = "llm",
+    explainer: Annotated[str, typer.Option("--explainer", help="template or llm.")] = "template",
+    cache_dir: CacheDir = None,
+) -> None:
+    """Serve the chat app (Gradio) on this machine; no share link, bound to 127.0.0.1 unless told otherwise."""
+    from llmrec.config import RecommenderConfig
+    from ui.app import serve
+
+    config = RecommenderConfig().updated(ranker={"kind": ranker}, explainer={"kind": explainer})
+    serve(dataset, data_dir=data_dir, host=host, port=port, cache_dir=cache_dir, config=config)
+
+
 def main() -> None:
     """Entry point: run the app, turning library errors into one line and a non-zero exit."""
     try:
