@@ -117,7 +117,8 @@ def template_explanation(item: Item, evidence: Evidence, kind: str = "movie") ->
         match = f"It matches what you asked for: {', '.join(evidence.matched_preferences)}"
         sentence = f"{sentence}. {match}" if sentence else match
     if evidence.collaborative:
-        sentence = f"{sentence}. {evidence.collaborative}" if sentence else evidence.collaborative
+        signal = evidence.collaborative[:1].upper() + evidence.collaborative[1:]
+        sentence = f"{sentence}. {signal}" if sentence else signal
     if not sentence:
         sources = {name for name, _ in evidence.stage_scores} or {"retrieval"}
         sentence = f"It ranked highly for your profile ({', '.join(sorted(sources))} scores)"

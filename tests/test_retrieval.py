@@ -274,7 +274,7 @@ def test_collaborative_retriever_maps_ids_and_masks_history(ds, seq):
     users, histories = scorer.calls[-1]
     assert users == [seq.user_index["u1"]]
     assert [seq.item_ids[d] for d in histories[0]] == ["1", "3", "4", "11"]
-    assert known and known[0].evidence.collaborative.startswith("co-occurrence score from 4 items")
+    assert known and known[0].evidence.collaborative.endswith("(co-occurrence, from 4 items)")
     newcomer = cf.retrieve(likes_profile(["Toy Story (1995)"], ds.items), 3)
     assert scorer.calls[-1][0] == [-1] and scorer.calls[-1][1] == [[seq.item_index["1"]]]
     assert newcomer and "1" not in {c.item_id for c in newcomer}

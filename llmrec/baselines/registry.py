@@ -142,3 +142,6 @@ register_scorer(
     {"factors": [64, 128], "learning_rate": [0.01, 0.05], "regularization": [0.01]},
     label="BPR (implicit)",
 )
+
+# Neural models: registered by their own module (cheap to import; torch loads only when one is built).
+from llmrec.baselines import neural as _neural  # noqa: E402,F401

@@ -68,7 +68,8 @@ class CollaborativeRetriever:
         if finite.size > k:
             finite = finite[np.argpartition(-scores[finite], k - 1)[:k]]
         order = finite[np.lexsort((finite, -scores[finite]))]
-        basis = f"{self.label} score from {history.size} items in the history"
+        plural = "s" if history.size != 1 else ""
+        basis = f"people whose histories overlap yours chose it too ({self.label}, from {history.size} item{plural})"
         out = []
         for d in order:
             evidence = Evidence(collaborative=basis, stage_scores=((self.name, float(scores[d])),))

@@ -1,0 +1,175 @@
+"""The neural recommenders (NCF, SASRec, LightGCN, CFGAN) and their shared training loop, on tiny data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from llmrec.baselines.base import TrainData, ValidationSet  # noqa: E402
+from llmrec.errors import ConfigError  # noqa: E402
+
+N_USERS, N_ITEMS = 40, 24
+TINY = {
+    "ncf": {"factors": 8, "layers": (16, 8), "epochs": 3, "batch_size": 256},
+    "sasrec": {"hidden": 16, "blocks": 1, "heads": 2, "max_len": 12, "epochs": 3, "dropout": 0.1, "batch_size": 16},
+    "lightgcn": {"factors": 8, "layers": 2, "epochs": 3, "eval_every": 1, "batch_size": 128},
+    "cfgan": {"hidden": 16, "epochs": 3, "eval_every": 1, "batch_size": 16},
+}
+COMMON = {"device": "cpu", "num_threads": 1}
+
+
+def chain_histories(n_users: int = N_USERS, n_items: int = N_ITEMS, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Each user walks i -> i + 1 (mod n_items) from a random start: a trivially learnable sequence."""
+    rng = np.random.default_rng(seed)
+    return tuple((rng.integers(0, n_items) + np.arange(rng.integers(6, 12))) % n_items for _ in range(n_users))
+
+
+def train_data(validation: bool = False, seed: int = 0) -> TrainData:
+    histories = chain_histories()
+    if not validation:
+        return TrainData(N_USERS, N_ITEMS, histories, seed=seed)
+    users = np.arange(N_USERS)
+    valid = ValidationSet(users, histories, tuple(np.array([(h[-1] + 1) % N_ITEMS]) for h in histories))
+    return TrainData(N_USERS, N_ITEMS, histories, seed=seed, validation=valid)
+
+
+def build(name: str, **params):
+    import llmrec.baselines.neural  # noqa: F401  (registers the four models)
+    from llmrec.baselines.registry import get_scorer
+
+    return get_scorer(name, **{**TINY[name], **COMMON, **params})
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dict:
+    return {name: build(name).fit(train_data(validation=True)) for name in TINY}
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_fit_and_score_shape(fitted: dict, name: str) -> None:
+    scorer = fitted[name]
+    histories = chain_histories()[:5]
+    scores = scorer.score(np.arange(5), histories)
+    assert scores.shape == (5, N_ITEMS) and scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+    result = scorer.train_result_
+    assert 1 <= result.epochs_run <= TINY[name]["epochs"] and result.best_metric is not None
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_deterministic_with_a_seed(fitted: dict, name: str) -> None:
+    again = build(name).fit(train_data(validation=True))
+    histories = chain_histories()[:6]
+    np.testing.assert_array_equal(again.score(np.arange(6), histories), fitted[name].score(np.arange(6), histories))
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_unknown_users_are_folded_in(fitted: dict, name: str) -> None:
+    scorer = fitted[name]
+    histories = [np.array([3, 4, 5]), np.array([10, 11]), np.zeros(0, dtype=np.int64)]
+    scores = scorer.score(np.full(3, -1), histories)
+    assert scores.shape == (3, N_ITEMS) and np.isfinite(scores).all()
+    assert not np.allclose(scores[0], scores[1])  # the history matters
+    if name in ("sasrec", "cfgan"):  # score from the history alone: the user id is irrelevant
+        known = chain_histories()[:2]
+        as_unknown = scorer.score(np.array([-1, -1]), known)
+        np.testing.assert_allclose(as_unknown, scorer.score(np.arange(2), known), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_checkpoint_round_trip(tmp_path, name: str) -> None:
+    folder = tmp_path / name
+    first = build(name, epochs=2, checkpoint_dir=str(folder)).fit(train_data())
+    state = json.loads((folder / "state.json").read_text())
+    assert state["epochs_run"] == 2 and (folder / "last.safetensors").is_file()
+    assert "optimizer" in state  # documents that the optimizer is not stored
+    done = build(name, epochs=2, checkpoint_dir=str(folder), resume=True).fit(train_data())
+    assert done.train_result_.epochs_run == 2  # complete checkpoint: no training, same weights
+    histories = chain_histories()[:4]
+    np.testing.assert_allclose(done.score(np.arange(4), histories), first.score(np.arange(4), histories), atol=1e-6)
+    longer = build(name, epochs=3, checkpoint_dir=str(folder), resume=True).fit(train_data())
+    assert [r["epoch"] for r in longer.train_result_.history] == [1, 2, 3]
+    assert json.loads((folder / "state.json").read_text())["epochs_run"] == 3
+
+
+def test_resume_refuses_another_configuration(tmp_path) -> None:
+    build("ncf", epochs=1, checkpoint_dir=str(tmp_path)).fit(train_data())
+    with pytest.raises(ConfigError, match="checkpoint"):
+        build("ncf", epochs=1, factors=4, checkpoint_dir=str(tmp_path), resume=True).fit(train_data())
+
+
+def test_sasrec_learns_the_next_item() -> None:
+    scorer = build("sasrec", epochs=40, dropout=0.0, learning_rate=1e-2, hidden=32, patience=0).fit(train_data())
+    starts = np.arange(N_ITEMS)
+    histories = [(s + np.arange(5)) % N_ITEMS for s in starts]
+    top = scorer.recommend(np.full(len(starts), -1), histories, 1)[:, 0]
+    np.testing.assert_array_equal(top, (starts + 5) % N_ITEMS)
+
+
+def test_ncf_variants_fit() -> None:
+    for variant in ("gmf", "mlp"):
+        scorer = build("ncf", variant=variant, epochs=1).fit(train_data())
+        scores = scorer.score(np.array([0, -1]), chain_histories()[:2])
+        assert scores.shape == (2, N_ITEMS) and np.isfinite(scores).all()
+    with pytest.raises(ConfigError, match="variant"):
+        build("ncf", variant="deep")
+
+
+# The training loop itself ----------------------------------------------------------------------
+def run_loop(metrics: list[float], **config):
+    from llmrec.baselines.training import Trainer, TrainingConfig
+
+    cfg = TrainingConfig(device="cpu", num_threads=1, **config)
+    model = torch.nn.Linear(1, 1, bias=False)
+    trainer = Trainer(cfg, seed=0, identity={})
+    model = trainer.prepare(model)
+
+    def run_epoch(epoch: int, rng: np.random.Generator) -> float:
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        return 1.0 / epoch
+
+    values = iter(metrics)
+    return model, trainer.fit(model, run_epoch, (lambda: next(values)) if metrics else None)
+
+
+def test_early_stopping_keeps_the_best_weights() -> None:
+    model, result = run_loop([0.1, 0.3, 0.2, 0.25, 0.9], epochs=5, patience=2)
+    assert (result.stopped, result.epochs_run, result.best_epoch, result.best_metric) == ("patience", 4, 2, 0.3)
+    assert float(model.weight.detach()) == 2.0
+
+
+def test_time_budget_and_no_validation() -> None:
+    model, result = run_loop([], epochs=5, max_seconds=1e-9)
+    assert (result.stopped, result.epochs_run, result.best_epoch) == ("time", 1, 1)
+    model, result = run_loop([], epochs=3)
+    assert (result.stopped, result.epochs_run, float(model.weight.detach())) == ("epochs", 3, 3.0)
+
+
+def test_fit_data_holds_out_the_last_item() -> None:
+    from llmrec.baselines.training import TrainingConfig, fit_data
+
+    histories = (np.array([1, 2, 3, 4]), np.array([5, 6]), np.zeros(0, dtype=np.int64))
+    data = fit_data(TrainData(3, 8, histories), TrainingConfig())
+    assert [h.tolist() for h in data.histories] == [[1, 2, 3], [5, 6], []]
+    assert data.validation.users.tolist() == [0] and data.validation.targets[0].tolist() == [4]
+    assert fit_data(TrainData(3, 8, histories), TrainingConfig(holdout=False)).validation is None
+
+
+def test_config_errors_name_the_value() -> None:
+    with pytest.raises(ConfigError, match="hidden"):
+        build("sasrec", hidden=15, heads=2)
+    with pytest.raises(ConfigError, match="resume"):
+        build("lightgcn", resume=True)
+
+
+def test_importing_the_registry_stays_cheap() -> None:
+    code = "import sys, llmrec.baselines, llmrec.baselines.neural; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
