@@ -96,7 +96,9 @@ class Recommender:
         from llmrec.recommend import fit_cf_scorer
 
         seq = preprocess(self.dataset, min_count=self.config.data.min_count)
-        return (self._scorer_factory or fit_cf_scorer)(self.config.retrieval.cf_model, seq), seq
+        if self._scorer_factory is not None:
+            return self._scorer_factory(self.config.retrieval.cf_model, seq), seq
+        return fit_cf_scorer(self.config.retrieval.cf_model, seq, cache_dir=self.config.cache_dir), seq
 
     @cached_property
     def llm(self) -> Any:

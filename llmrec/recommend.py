@@ -57,16 +57,33 @@ class RecommendResult:
         return [asdict(item) for item in self.items]
 
 
-def fit_cf_scorer(name: str, seq: Any) -> CollaborativeScorer:
-    """The default hook: ``llmrec.baselines.get_scorer(name)`` fitted on every user's full sequence."""
+def fit_cf_scorer(name: str, seq: Any, cache_dir: str | Path | None = None) -> CollaborativeScorer:
+    """The default hook: ``llmrec.baselines.get_scorer(name)`` fitted on every user's full sequence.
+
+    Models that train with checkpoints (SASRec, NCF, LightGCN, CFGAN) keep them in
+    ``<cache>/cf/<data set>-<model>-<data hash>``, so they train once per data set, not per call.
+    """
+    import dataclasses
+    import hashlib
+
+    import numpy as np
+
     try:
         from llmrec.baselines import TrainData, get_scorer
     except ImportError as exc:  # pragma: no cover - baselines ship with the package
         raise ConfigError(f"collaborative model {name!r} needs llmrec.baselines ({exc}); use --retriever text") from exc
     train = TrainData(n_users=seq.n_users, n_items=seq.n_items, histories=seq.sequences, ratings=seq.ratings,
                       timestamps=seq.timestamps)  # fmt: skip
+    scorer = get_scorer(name)
+    if any(f.name == "checkpoint_dir" for f in dataclasses.fields(scorer.config)):
+        from llmrec.paths import resolve_cache_dir
+
+        digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:12]
+        folder = resolve_cache_dir(cache_dir) / "cf" / f"{seq.name}-{name}-{digest}"
+        scorer = get_scorer(name, checkpoint_dir=str(folder), resume=True)
+        log.warning("%s: training once for %s, then reused from %s", name, seq.name, folder)
     log.info("fitting %s on %d users x %d items", name, seq.n_users, seq.n_items)
-    return get_scorer(name).fit(train)
+    return scorer.fit(train)
 
 
 def _load(dataset: str | Dataset, data_dir: str | Path | None, cache_dir: str | Path | None,

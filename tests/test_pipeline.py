@@ -69,3 +69,18 @@ def test_failing_llm_falls_back_and_says_so():
     assert len(out.items) == 3
     assert any("retrieval order" in n for n in out.notes)
     assert all(r.explanation_source == "template-fallback" for r in out.items)
+
+
+def test_neural_collaborative_models_train_once_per_data_set(tmp_path):
+    from llmrec.data import preprocess
+    from llmrec.recommend import fit_cf_scorer
+
+    seq = preprocess(toy_dataset(), min_count=3)
+    first = fit_cf_scorer("ncf", seq, cache_dir=tmp_path)
+    folders = list((tmp_path / "cf").iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("toy-ncf-")
+    stamp = (folders[0] / "state.json").stat().st_mtime
+    second = fit_cf_scorer("ncf", seq, cache_dir=tmp_path)
+    assert (folders[0] / "state.json").stat().st_mtime == stamp  # loaded, not trained again
+    histories = [seq.sequences[0][:-1]]
+    assert (first.score([0], histories) == second.score([0], histories)).all()
