@@ -22,6 +22,9 @@ from llmrec.types import Candidate, Evidence, Item, Recommendation, UserProfile
 log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"[\w'&:-]+", re.UNICODE)
+# Claims about people, reception or production that the evidence never holds.
+_CLAIMS = ("award", "oscar", "acclaim", "critic", "anticipated", "blockbuster", "box office", "gross", "starring",
+           "directed", "director", "actor", "actress", "cast", "based on", "true story", "bestsell", "sequel")
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # Capitalised words that are ordinary English at the start of clauses, never names.
@@ -95,6 +98,8 @@ def unsupported_claims(text: str, item: Item, evidence: Evidence, vocab: Vocabul
         if f" {_norm(phrase)} " not in allowed:
             problems.append(phrase)
     problems += [n for n in _NUMBER.findall(text) if f" {n} " not in allowed]
+    lowered = f" {_norm(text)} "
+    problems += [c for c in _CLAIMS if f" {c}" in lowered and f" {c}" not in allowed]
     return sorted(set(problems))
 
 

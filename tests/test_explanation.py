@@ -109,3 +109,16 @@ def test_vocabulary_ignores_one_word_titles_as_titles():
     assert "heat" not in vocab.titles and "the matrix" in vocab.titles
     ev = Evidence()
     assert unsupported_claims("The heat of the moment.", ITEMS["3"], ev, vocab) == []
+
+
+@pytest.mark.parametrize("claim", ["It won awards and critics loved it.", "A highly anticipated film.",
+                                   "Starring a great cast, it is a blockbuster."])  # fmt: skip
+def test_claims_about_reception_and_people_are_rejected(claim: str):
+    assert _explain(claim).explanation_source == "template-fallback"
+
+
+def test_the_explain_prompt_is_versioned_and_speaks_to_the_user():
+    llm = FakeLLM(replies=["x"])
+    LLMExplainer(llm, ITEMS).explain(PROFILE, candidates(["3"]))
+    assert '"you"' in llm.prompts[0][0]["content"]
+    assert LLMExplainer(FakeLLM(), ITEMS).prompt.ref == "explain@2"

@@ -129,6 +129,7 @@ class TransformersLLM:
                 self.model.generate(
                     **inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
                     top_k=None, pad_token_id=self.tokenizer.pad_token_id, streamer=streamer,
+                    repetition_penalty=1.15, no_repeat_ngram_size=3,
                 )  # fmt: skip
             except BaseException as exc:  # surfaced to the caller after the stream ends
                 errors.append(exc)
