@@ -1,0 +1,123 @@
+"""LLM benchmarks on ml-latest-small: ranking latency, explanation speed, memory, faithfulness.
+
+    python benchmarks/llm.py --data-dir ../shared/data [--model qwen2.5-coder-0.5b-instruct]
+        [--users 20] [--faithfulness-users 200] [--dtypes float32,bfloat16]
+
+Prints one JSON object. Candidates come from EASE (fitted on every user's full history), the
+explanations from the LLM explainer with its faithfulness check and template fallback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from llmrec.data import load_dataset, preprocess
+from llmrec.evidence import collect_evidence
+from llmrec.explanation import LLMExplainer, Vocabulary, unsupported_claims
+from llmrec.llm import prepare_model
+from llmrec.llm.local import TransformersLLM
+from llmrec.profile import history_profile
+from llmrec.ranking import LLMRanker
+from llmrec.recommend import fit_cf_scorer
+from llmrec.retrieval.collaborative import CollaborativeRetriever
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
+    parser.add_argument("--adapter", default=None)
+    parser.add_argument("--users", type=int, default=20, help="users for the latency runs")
+    parser.add_argument("--faithfulness-users", type=int, default=200)
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    ds = load_dataset("ml-latest-small", data_dir=args.data_dir)
+    seq = preprocess(ds)
+    retriever = CollaborativeRetriever(fit_cf_scorer("ease", seq), seq, label="ease", items=ds.items)
+    rng = np.random.default_rng(0)
+    users = [seq.user_ids[u] for u in rng.permutation(seq.n_users)]
+    folder = prepare_model(args.model)
+    report: dict = {"model": args.model, "adapter": args.adapter, "threads": args.threads, "dtypes": {}}
+
+    for dtype in [d for d in args.dtypes.split(",") if d and args.users > 0]:
+        llm = TransformersLLM(folder, name=args.model, adapter=args.adapter, dtype=dtype, threads=args.threads)
+        ranker = LLMRanker(llm, ds.items)
+        explainer = LLMExplainer(llm, ds.items)
+        rank_s, first_s, total_s, tokens_per_s, prompt_tokens = [], [], [], [], []
+        for user in users[: args.users]:
+            profile = history_profile(ds, user)
+            cands = retriever.retrieve(profile, 20)
+            prompt_tokens.append(llm.count_tokens(ranker.messages(profile, cands)))
+            start = time.perf_counter()
+            ranked = ranker.rank(profile, cands, 20)
+            rank_s.append(time.perf_counter() - start)
+            evidence = collect_evidence(profile, ranked[0], ds.items)
+            start = time.perf_counter()
+            first = None
+            pieces = []
+            for piece in llm.stream(explainer.messages(ds.items[ranked[0].item_id], evidence), 60):
+                first = first or time.perf_counter() - start
+                pieces.append(piece)
+            total = time.perf_counter() - start
+            n_tokens = len(llm.tokenizer.encode("".join(pieces), add_special_tokens=False))
+            first_s.append(first or total)
+            total_s.append(total)
+            tokens_per_s.append(n_tokens / total if total else 0.0)
+        report["dtypes"][dtype] = {
+            "rank20_p50_s": percentile(rank_s, 50), "rank20_p95_s": percentile(rank_s, 95),
+            "prompt_tokens_mean": statistics.mean(prompt_tokens),
+            "explain_first_token_p50_s": percentile(first_s, 50), "explain_total_p50_s": percentile(total_s, 50),
+            "explain_tokens_per_s": statistics.mean(tokens_per_s),
+            "peak_rss_gib_so_far": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        }  # fmt: skip
+        print(json.dumps({dtype: report["dtypes"][dtype]}), flush=True)
+
+    # Faithfulness: the first recommendation of each user, explained by the LLM (fp32).
+    llm = TransformersLLM(folder, name=args.model, adapter=args.adapter, dtype="float32", threads=args.threads)
+    explainer = LLMExplainer(llm, ds.items)
+    vocab = Vocabulary.from_items(ds.items)
+    kept = rejected = unfaithful_final = 0
+    reasons: dict[str, int] = {}
+    start = time.perf_counter()
+    for user in users[: args.faithfulness_users]:
+        profile = history_profile(ds, user)
+        cands = retriever.retrieve(profile, 1)
+        item = ds.items[cands[0].item_id]
+        evidence = collect_evidence(profile, cands[0], ds.items)
+        raw = llm.generate(explainer.messages(item, evidence), 60)
+        text, problems = explainer.check(raw, item, evidence)
+        if problems:
+            rejected += 1
+            for p in problems[:3]:
+                reasons[p] = reasons.get(p, 0) + 1
+        else:
+            kept += 1
+            unfaithful_final += bool(unsupported_claims(text, item, evidence, vocab))
+        record = {"user": user, "item": item.display_title, "kept": not problems, "problems": problems[:5], "text": raw}
+        print(json.dumps(record, ensure_ascii=False), file=sys.stderr, flush=True)
+    n = kept + rejected
+    report["faithfulness"] = {
+        "prompt": explainer.prompt.ref,
+        "users": n, "llm_faithful_share": kept / n, "template_fallback_share": rejected / n,
+        "final_unfaithful": unfaithful_final, "seconds": time.perf_counter() - start,
+        "top_rejection_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:10]),
+    }  # fmt: skip
+    report["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
