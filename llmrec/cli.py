@@ -320,6 +320,22 @@ def chat_cmd(
             break
 
 
+@app.command("finetune")
+def finetune_cmd(
+    config: Annotated[Path, typer.Argument(help="A TOML config, e.g. finetune/configs/default.toml.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Adapter folder (default: from the config).")] = None,
+    data_dir: DataDir = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Override the config's steps.")] = None,
+    test_users: Annotated[int | None, typer.Option("--test-users", help="Also measure on N test users.")] = None,
+) -> None:
+    """LoRA fine-tuning of the LLM ranker on the training split (same as `python -m finetune`)."""
+    from finetune import run_finetune
+
+    folder = run_finetune(config, out, resume=resume, max_steps=max_steps, data_dir=data_dir, test_users=test_users)
+    typer.echo(f"adapter written to {folder}")
+
+
 @app.command("ui")
 def ui_cmd(
     dataset: Annotated[str, typer.Argument(help="ml-latest-small, ml-100k, ml-1m, or a data folder.")] = (

@@ -1,0 +1,247 @@
+"""Supervised examples for the LLM ranker, built from the training split only.
+
+The retriever is fitted on every user's training items (``seq.train(u)``: all but the last two).
+A training example is a (user, position) pair inside that training part: the history is the items
+before the position, the answer is the item at it. Its candidates are the retriever's top-K for the
+history (the history itself masked, as the live retriever masks what a user has seen), in a seeded
+random order so the answer's label is uniform over A..T. With ``mode="retrieved"`` (the default, as
+LlamaRec evaluates) an example is kept only when the true item is in the top-K; with ``"insert"`` a
+missing true item replaces the K-th candidate. Validation and test items never become answers.
+
+Evaluation cases follow the LlamaRec protocol: the retriever's top-K for the whole input (training
+items for validation, training + validation for test), in retrieval order, the target counting as a
+miss when it was not retrieved. Prompts come from ``LLMRanker.messages``, so training and inference
+prompts are the same text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from llmrec.errors import ConfigError
+from llmrec.types import Candidate, HistoryEntry, UserProfile
+
+if TYPE_CHECKING:
+    from llmrec.baselines import Scorer
+    from llmrec.data.split import SequenceData
+    from llmrec.ranking import LLMRanker
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("valid", "test")
+_SCORE_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training prompt: ``candidates[target]`` is the item the user chose at ``position``."""
+
+    user: int  # dense user id
+    position: int  # index into seq.train(user) of the answer; the history is train[:position]
+    candidates: tuple[int, ...]  # dense item ids in the order they are labelled A, B, ...
+    target: int  # index of the true item in ``candidates``
+
+    @property
+    def target_item(self) -> int:
+        return self.candidates[self.target]
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    """One held-out item to rank: the input history, the retriever's candidates in its order, the target."""
+
+    user: int
+    split: str  # "valid" or "test"
+    history_length: int  # the input is seq.sequences[user][:history_length]
+    candidates: tuple[int, ...]  # retrieval order
+    target_item: int
+
+    @property
+    def target_index(self) -> int:
+        """Position of the target among the candidates, or -1 when it was not retrieved."""
+        return self.candidates.index(self.target_item) if self.target_item in self.candidates else -1
+
+
+# Retriever ----------------------------------------------------------------------------------
+def resolve_retriever(name: str) -> str:
+    """``auto`` -> ``sasrec`` when registered, else ``ease``; any other name must be registered."""
+    from llmrec.baselines import scorer_names
+
+    names = scorer_names()
+    if name == "auto":
+        return "sasrec" if "sasrec" in names else "ease"
+    if name not in names:
+        raise ConfigError(f"finetune: unknown retriever {name!r}; known: {', '.join(names)}")
+    return name
+
+
+def training_data(seq: SequenceData, seed: int = 0) -> Any:
+    """``TrainData`` of the training items only, with the validation item for models that stop early."""
+    from llmrec.baselines import TrainData, ValidationSet
+
+    users = np.arange(seq.n_users, dtype=np.int64)
+    histories = tuple(seq.train(u) for u in range(seq.n_users))
+    validation = ValidationSet(users, histories, tuple(np.array([seq.valid_target(u)]) for u in users))
+    return TrainData(
+        seq.n_users, seq.n_items, histories, tuple(r[:-2] for r in seq.ratings), tuple(t[:-2] for t in seq.timestamps),
+        seed=seed, validation=validation,
+    )  # fmt: skip
+
+
+def fit_retriever(seq: SequenceData, name: str, params: dict[str, Any] | None = None, seed: int = 0) -> Scorer:
+    """The named scorer fitted on the training split (never sees a validation or test item as input)."""
+    from llmrec.baselines import get_scorer
+
+    log.info("fitting the %s retriever on the training items of %d users", name, seq.n_users)
+    return get_scorer(name, **(params or {})).fit(training_data(seq, seed))
+
+
+def retrieve(scorer: Any, users: Sequence[int], histories: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """(len(users), k) top-k dense ids per history, every history item masked; ties to the lower id, -1 padded."""
+    from llmrec.evaluation.metrics import top_k
+
+    out = np.full((len(users), k), -1, dtype=np.int64)
+    for start in range(0, len(users), _SCORE_BATCH):
+        stop = start + _SCORE_BATCH
+        block = [np.asarray(h, dtype=np.int64) for h in histories[start:stop]]
+        scores = np.array(scorer.score(np.asarray(users[start:stop], dtype=np.int64), block), dtype=np.float32)
+        for row, history in enumerate(block):
+            scores[row, history] = -np.inf
+        out[start:stop] = top_k(scores, k)
+    return out
+
+
+# Training examples --------------------------------------------------------------------------
+def sample_positions(seq: SequenceData, n: int, min_history: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """``n`` distinct (user, position) pairs: users in shuffled rounds (each user equally often), a uniform
+    position in ``[min_history, len(train))`` each time."""
+    lengths = np.array([len(seq.train(u)) for u in range(seq.n_users)])
+    eligible = np.flatnonzero(lengths > max(min_history, 0))
+    if not len(eligible):
+        raise ConfigError(f"finetune: no user has more than min_history={min_history} training items")
+    capacity = int((lengths[eligible] - min_history).sum())
+    n = min(n, capacity)
+    chosen: set[tuple[int, int]] = set()
+    out: list[tuple[int, int]] = []
+    while len(out) < n:
+        for user in rng.permutation(eligible):
+            position = int(rng.integers(min_history, lengths[user]))
+            if (int(user), position) not in chosen:
+                chosen.add((int(user), position))
+                out.append((int(user), position))
+                if len(out) == n:
+                    break
+    return out
+
+
+def build_examples(
+    seq: SequenceData,
+    scorer: Any,
+    n_examples: int,
+    n_candidates: int = 20,
+    seed: int = 0,
+    mode: str = "retrieved",
+    min_history: int = 1,
+) -> list[Example]:
+    """Training examples from the training split; see the module docstring for the recipe."""
+    if mode not in ("retrieved", "insert"):
+        raise ConfigError(f"finetune: candidate mode must be 'retrieved' or 'insert', got {mode!r}")
+    rng = np.random.default_rng(seed)
+    # Sample more positions than needed when examples whose answer was not retrieved are dropped.
+    draw = n_examples if mode == "insert" else 4 * n_examples
+    pairs = sample_positions(seq, draw, max(min_history, 1), rng)
+    examples: list[Example] = []
+    for start in range(0, len(pairs), _SCORE_BATCH):
+        chunk = pairs[start : start + _SCORE_BATCH]
+        histories = [seq.train(u)[:p] for u, p in chunk]
+        top = retrieve(scorer, [u for u, _ in chunk], histories, n_candidates)
+        for (user, position), retrieved in zip(chunk, top):
+            truth = int(seq.train(user)[position])
+            items = [int(i) for i in retrieved if i >= 0]
+            if truth not in items:
+                if mode == "retrieved":
+                    continue
+                items = [*items[: n_candidates - 1], truth]
+            order = rng.permutation(len(items))
+            shuffled = tuple(items[i] for i in order)
+            examples.append(Example(user, position, shuffled, shuffled.index(truth)))
+            if len(examples) == n_examples:
+                break
+        if len(examples) == n_examples:
+            break
+    kept = len(examples)
+    log.info("built %d training examples (%s mode) from %d sampled positions", kept, mode, len(pairs))
+    if kept < n_examples:
+        log.warning("only %d of %d requested examples had their answer among the candidates", kept, n_examples)
+    return examples
+
+
+# Evaluation cases ---------------------------------------------------------------------------
+def select_users(n_users: int, count: int, seed: int) -> np.ndarray:
+    """A seeded, sorted subset of ``count`` users (all of them when count is -1 or too large)."""
+    if count < 0 or count >= n_users:
+        return np.arange(n_users, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(n_users, size=count, replace=False)).astype(np.int64)
+
+
+def build_eval_cases(
+    seq: SequenceData, scorer: Any, users: Sequence[int], split: str, n_candidates: int = 20
+) -> list[EvalCase]:
+    """The retriever's top-K (retrieval order) for each user's validation or test input."""
+    if split not in SPLITS:
+        raise ConfigError(f"finetune: split must be one of {', '.join(SPLITS)}, got {split!r}")
+    users = [int(u) for u in users]
+    length = {"valid": -2, "test": -1}[split]
+    histories = [seq.sequences[u][:length] for u in users]
+    top = retrieve(scorer, users, histories, n_candidates)
+    cases = []
+    for user, history, retrieved in zip(users, histories, top):
+        target = seq.valid_target(user) if split == "valid" else seq.test_target(user)
+        cases.append(EvalCase(user, split, len(history), tuple(int(i) for i in retrieved if i >= 0), int(target)))
+    return cases
+
+
+# Prompts ------------------------------------------------------------------------------------
+def profile_for(seq: SequenceData, user: int, stop: int, max_history: int) -> UserProfile:
+    """The user's items ``sequences[user][:stop]`` (the last ``max_history`` of them) as a profile."""
+    begin = max(0, stop - max_history)
+    entries = []
+    for item, rating, stamp in zip(
+        seq.sequences[user][begin:stop], seq.ratings[user][begin:stop], seq.timestamps[user][begin:stop]
+    ):
+        entries.append(HistoryEntry(seq.item_ids[int(item)], None if np.isnan(rating) else float(rating), int(stamp)))
+    return UserProfile(user_id=seq.user_ids[user], history=tuple(entries))
+
+
+def window_for(seq: SequenceData, candidates: Sequence[int]) -> list[Candidate]:
+    """Candidates in the order they are labelled."""
+    return [Candidate(seq.item_ids[int(i)], 0.0, ("retriever",)) for i in candidates]
+
+
+def example_messages(ranker: LLMRanker, seq: SequenceData, example: Example) -> list[dict[str, str]]:
+    """The exact inference prompt for a training example."""
+    profile = profile_for(seq, example.user, example.position, ranker.max_history)
+    return ranker.messages(profile, window_for(seq, example.candidates))
+
+
+def case_messages(ranker: LLMRanker, seq: SequenceData, case: EvalCase) -> list[dict[str, str]]:
+    """The exact inference prompt for an evaluation case."""
+    profile = profile_for(seq, case.user, case.history_length, ranker.max_history)
+    return ranker.messages(profile, window_for(seq, case.candidates))
+
+
+def describe_examples(seq: SequenceData, examples: Sequence[Example]) -> dict[str, Any]:
+    """Counts for the adapter card."""
+    targets = np.bincount([e.target for e in examples], minlength=max((len(e.candidates) for e in examples),
+                                                                      default=0))  # fmt: skip
+    return {
+        "examples": len(examples),
+        "example_users": len({e.user for e in examples}),
+        "mean_history": float(np.mean([e.position for e in examples])) if examples else 0.0,
+        "answer_label_counts": targets.tolist(),
+    }

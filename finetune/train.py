@@ -1,0 +1,421 @@
+"""LoRA fine-tuning of the LLM ranker: the training loop, validation, early stopping and the output folder.
+
+Loss: cross-entropy of the answer-position logits restricted to the K label tokens (a verbalizer, as
+LlamaRec ranks). The ranker scores a candidate by its label's log-softmax among the K labels, so this
+is exactly the quantity used at inference; a full-vocabulary softmax would also spend updates on
+pushing down tokens the ranker never reads.
+
+``accelerate`` places the model (CPU here; a GPU with bf16 autocast when CUDA is present) and
+accumulates gradients. Validation NDCG@10 (the validation item, the retriever's top-K re-ranked) runs
+at step 0 (the zero-shot model), every ``eval_every`` updates and at the end; the best adapter is kept
+in the output folder, the last state in ``<out>/checkpoint`` for ``resume``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetune import card as cards
+from finetune import checkpoint as ckpt
+from finetune import data as fdata
+from finetune.checkpoint import RunState
+from finetune.config import LoraTrainConfig, load_config
+from finetune.evaluate import (
+    PromptCounter,
+    answer_logits,
+    blend_scores,
+    blend_sweep,
+    encode,
+    label_token_ids,
+    list_metrics,
+    reranked_lists,
+    retrieval_ceiling,
+    score_prompts,
+)
+
+log = logging.getLogger(__name__)
+
+LOG_EVERY = 5  # updates between loss lines in the log (the progress bar shows every one)
+
+SPLIT_DESCRIPTION = (
+    "leave-one-out by timestamp (LlamaRec): last item = test, second-to-last = validation, the rest = training; "
+    "training examples are (user, position) pairs inside the training items only"
+)
+
+
+def lr_at(step: int, cfg: LoraTrainConfig) -> float:
+    """Learning rate of update ``step`` (1-based): linear warm-up, then linear decay to 10% at max_steps."""
+    if cfg.warmup_steps and step <= cfg.warmup_steps:
+        return cfg.learning_rate * step / cfg.warmup_steps
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    done = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.learning_rate * (1.0 - 0.9 * done)
+
+
+class FineTuner:
+    """One run: data, model, loop, output. ``run()`` returns the adapter folder."""
+
+    def __init__(self, cfg: LoraTrainConfig, out: Path, config_path: str | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(out)
+        self.config_path = config_path
+        self.n_labels = cfg.n_candidates
+        self.resumed_at: int | None = None  # the checkpoint's step, until the first update after it
+
+    # Set-up ---------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        from llmrec.data import load_dataset, preprocess
+
+        cfg = self.cfg
+        self.dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir)
+        self.seq = preprocess(self.dataset)
+        self.retriever_name = fdata.resolve_retriever(cfg.retriever)
+        self.scorer = fdata.fit_retriever(self.seq, self.retriever_name, cfg.retriever_params, cfg.seed)
+        self.examples = fdata.build_examples(
+            self.seq, self.scorer, cfg.examples, cfg.n_candidates, cfg.seed, cfg.candidates, cfg.min_history
+        )
+        if not self.examples:
+            raise_config("no training example has its answer among the candidates; use candidates = 'insert'")
+        users = fdata.select_users(self.seq.n_users, cfg.valid_users, cfg.seed + 1)
+        self.valid_cases = fdata.build_eval_cases(self.seq, self.scorer, users, "valid", cfg.n_candidates)
+
+    def prepare_model(self) -> None:
+        import torch
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from peft import LoraConfig, get_peft_model
+
+        from llmrec.llm import get_spec, prepare_model
+        from llmrec.llm.transformers_backend import load_causal_lm
+        from llmrec.ranking import LABELS, LLMRanker
+
+        cfg = self.cfg
+        self.spec = get_spec(cfg.base_model)
+        folder = prepare_model(cfg.base_model, cache_dir=cfg.cache_dir)
+        set_seed(cfg.seed)
+        base, self.tokenizer = load_causal_lm(folder, dtype="float32", threads=cfg.threads)
+        n_layers = int(getattr(base.config, "num_hidden_layers", 0) or 0)
+        layers = list(range(max(0, n_layers - cfg.lora_layers), n_layers)) if cfg.lora_layers else None
+        lora = LoraConfig(
+            r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
+            layers_to_transform=layers, bias="none", task_type="CAUSAL_LM",
+        )  # fmt: skip
+        model = get_peft_model(base, lora)
+        model.train()
+        cuda = torch.cuda.is_available()
+        self.accelerator = Accelerator(
+            cpu=not cuda, mixed_precision="bf16" if cuda else "no", gradient_accumulation_steps=cfg.grad_accum
+        )
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.params = params
+        context = int(getattr(base.config, "max_position_embeddings", 4096) or 4096)
+        self.labels = LABELS[: cfg.n_candidates]
+        self.ranker = LLMRanker(
+            PromptCounter(self.tokenizer, context, cfg.base_model), self.dataset.items, labels=self.labels,
+            max_history=cfg.max_history, kind=cfg.kind,
+        )  # fmt: skip
+        self.label_ids = label_token_ids(self.tokenizer, self.labels)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.valid_encoded = [encode(self.tokenizer, fdata.case_messages(self.ranker, self.seq, c))
+                              for c in self.valid_cases]  # fmt: skip
+        log.info("validation: %d users, %d with the target among the candidates (only those are scored)",
+                 len(self.valid_cases), sum(c.target_index >= 0 for c in self.valid_cases))  # fmt: skip
+        n_trainable = sum(p.numel() for p in params)
+        log.info("LoRA r=%d on %s (%s layers): %d trainable parameters", cfg.r, ",".join(cfg.target_modules),
+                 "all" if layers is None else len(layers), n_trainable)  # fmt: skip
+
+    # Scoring --------------------------------------------------------------------------------
+    @property
+    def peft_model(self) -> Any:
+        return self.accelerator.unwrap_model(self.model)
+
+    def score(self, encoded: list[list[int]], adapter: bool = True, desc: str = "scoring") -> np.ndarray:
+        model = self.peft_model
+        context = contextlib.nullcontext() if adapter else model.disable_adapter()
+        with context, self.accelerator.autocast():
+            return score_prompts(model, encoded, self.label_ids, self.pad_id, self.cfg.eval_batch_size, desc)
+
+    def metrics(self, cases: list[fdata.EvalCase], logits: np.ndarray | None) -> dict[str, Any]:
+        """Metrics of the retrieval order (``logits`` None) or of the ranker at the config's blend, with a
+        sweep over other blends."""
+        if logits is None:
+            return list_metrics(cases, reranked_lists(cases, None, self.n_labels))
+        scores = blend_scores(cases, logits, self.cfg.blend)
+        metrics: dict[str, Any] = list_metrics(cases, reranked_lists(cases, scores, self.n_labels))
+        metrics["blend"] = self.cfg.blend
+        metrics["ndcg@10_by_blend"] = blend_sweep(cases, logits)
+        return metrics
+
+    def score_cases(
+        self, cases: list[fdata.EvalCase], encoded: list[list[int]], adapter: bool, desc: str
+    ) -> np.ndarray:
+        """Label logits per case. Cases whose target the retriever missed are not scored (zeros): every
+        ordering of their candidates misses, so the metrics are exact at a fraction of the cost."""
+        logits = np.zeros((len(cases), len(self.label_ids)), dtype=np.float32)
+        rows = [i for i, case in enumerate(cases) if case.target_index >= 0]
+        if rows:
+            logits[rows] = self.score([encoded[i] for i in rows], adapter, desc)
+        return logits
+
+    def validate(self, adapter: bool = True) -> dict[str, Any]:
+        return self.metrics(self.valid_cases, self.score_cases(self.valid_cases, self.valid_encoded, adapter,
+                                                               "validation"))  # fmt: skip
+
+    # Training -------------------------------------------------------------------------------
+    def batch_at(self, micro: int) -> list[fdata.Example]:
+        """The ``micro``-th batch: epochs over the examples, each in its own seeded order."""
+        size, n = self.cfg.batch_size, len(self.examples)
+        out = []
+        for slot in range(micro * size, (micro + 1) * size):
+            epoch, index = divmod(slot, n)
+            order = np.random.default_rng([self.cfg.seed, epoch]).permutation(n)
+            out.append(self.examples[int(order[index])])
+        return out
+
+    def train_update(self, step: int) -> float:
+        """One optimizer update (``grad_accum`` forward/backward passes); returns the mean loss."""
+        import torch
+        from torch.nn import functional as F
+
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        losses = []
+        for k in range(cfg.grad_accum):
+            batch = self.batch_at((step - 1) * cfg.grad_accum + k)
+            encoded = [encode(self.tokenizer, fdata.example_messages(self.ranker, self.seq, e)) for e in batch]
+            targets = torch.tensor([e.target for e in batch], dtype=torch.long)
+            with self.accelerator.accumulate(self.model):
+                logits = answer_logits(self.model, encoded, self.label_ids, self.pad_id)
+                loss = F.cross_entropy(logits, targets.to(logits.device))
+                self.accelerator.backward(loss)
+                if self.accelerator.sync_gradients and cfg.grad_clip:
+                    self.accelerator.clip_grad_norm_(self.params, cfg.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses))
+
+    def evaluate_step(self, state: RunState) -> bool:
+        """Validate, keep the adapter when it is the best so far; True when patience ran out."""
+        start = time.monotonic()
+        metrics = self.validate()
+        ndcg = metrics["ndcg@10"]
+        state.evals.append({"step": state.step, "ndcg@10": ndcg, "recall@10": metrics["recall@10"],
+                            "ndcg@10_by_blend": metrics["ndcg@10_by_blend"],
+                            "seconds": round(time.monotonic() - start, 1)})  # fmt: skip
+        if ndcg > state.best_metric:
+            state.best_metric, state.best_step, state.bad_evals = ndcg, state.step, 0
+            cards.save_adapter(self.peft_model, self.out, self.cfg.base_model)
+            state.best_validation = metrics
+        else:
+            state.bad_evals += 1
+        log.info("step %d: validation NDCG@10 %.4f (best %.4f at step %d)", state.step, ndcg, state.best_metric,
+                 state.best_step)  # fmt: skip
+        return bool(self.cfg.patience) and state.bad_evals >= self.cfg.patience
+
+    def save(self, state: RunState) -> None:
+        ckpt.save_checkpoint(self.out, self.peft_model, self.optimizer, vars(state).copy())
+
+    def loop(self, state: RunState) -> None:
+        from llmrec.progress import progress_bar
+
+        cfg = self.cfg
+        clock = time.monotonic()
+        base_elapsed = state.elapsed
+        bar = progress_bar("finetune", total=cfg.max_steps, unit="step")
+        bar.update(state.step)
+        try:
+            while state.step < cfg.max_steps:
+                if cfg.patience and state.bad_evals >= cfg.patience:
+                    state.stop_reason = f"early stop: no improvement in {cfg.patience} validations"
+                    break
+                if cfg.max_seconds and state.elapsed >= cfg.max_seconds:
+                    state.stop_reason = f"time budget of {cfg.max_seconds:g} s reached"
+                    break
+                tick = time.monotonic()
+                if self.resumed_at is not None:
+                    state.resumed_from.append(self.resumed_at)
+                    self.resumed_at = None
+                state.step += 1
+                loss = self.train_update(state.step)
+                state.train_seconds += time.monotonic() - tick
+                state.losses.append([state.step, round(loss, 5)])
+                if state.step == 1 or state.step % LOG_EVERY == 0:
+                    log.info("step %d/%d: loss %.4f, %.1f s per step", state.step, cfg.max_steps, loss,
+                             state.train_seconds / max(1, len(state.losses)))  # fmt: skip
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", best=f"{state.best_metric:.4f}")
+                state.elapsed = base_elapsed + time.monotonic() - clock
+                if cfg.eval_every and state.step % cfg.eval_every == 0:
+                    self.evaluate_step(state)
+                    state.elapsed = base_elapsed + time.monotonic() - clock
+                    self.save(state)
+            else:
+                state.stop_reason = state.stop_reason or f"max_steps={cfg.max_steps} reached"
+        finally:
+            bar.close()
+        if not state.evals or state.evals[-1]["step"] != state.step:
+            self.evaluate_step(state)
+        state.elapsed = base_elapsed + time.monotonic() - clock
+        self.save(state)
+        log.info("training stopped at step %d (%s)", state.step, state.stop_reason)
+
+    # The whole run --------------------------------------------------------------------------
+    def start(self, resume: bool) -> RunState:
+        saved = ckpt.read_state(self.out) if resume else None
+        if saved is not None:
+            ckpt.check_compatible(saved.get("config", {}), self.cfg.to_dict())
+            raw = ckpt.load_checkpoint(self.out, self.peft_model, self.optimizer)
+            state = RunState.from_dict(raw)
+            state.config = self.cfg.to_dict()
+            self.resumed_at = state.step
+            state.stop_reason = ""
+            return state
+        if resume:
+            log.warning("no checkpoint in %s; starting a new run", ckpt.checkpoint_dir(self.out))
+        ckpt.discard_checkpoint(self.out)
+        state = RunState(config=self.cfg.to_dict())
+        state.retriever = self.metrics(self.valid_cases, None)
+        state.zero_shot = self.validate(adapter=False)
+        state.best_metric, state.best_step = state.zero_shot["ndcg@10"], 0
+        state.best_validation = state.zero_shot
+        state.evals.append({"step": 0, "ndcg@10": state.zero_shot["ndcg@10"],
+                            "recall@10": state.zero_shot["recall@10"],
+                            "ndcg@10_by_blend": state.zero_shot["ndcg@10_by_blend"], "seconds": 0.0})  # fmt: skip
+        cards.save_adapter(self.peft_model, self.out, self.cfg.base_model)  # LoRA at init = the zero-shot model
+        log.info("zero-shot validation NDCG@10 %.4f; retriever alone %.4f", state.zero_shot["ndcg@10"],
+                 state.retriever["ndcg@10"])  # fmt: skip
+        return state
+
+    def test(self) -> dict[str, Any] | None:
+        """Test-item metrics of the retriever, the zero-shot ranker and the best adapter (LlamaRec protocol)."""
+        cfg = self.cfg
+        if not cfg.test_users:
+            return None
+        everyone = fdata.build_eval_cases(self.seq, self.scorer, range(self.seq.n_users), "test", cfg.n_candidates)
+        users = fdata.select_users(self.seq.n_users, cfg.test_users, cfg.seed + 2)
+        cases = fdata.build_eval_cases(self.seq, self.scorer, users, "test", cfg.n_candidates)
+        encoded = [encode(self.tokenizer, fdata.case_messages(self.ranker, self.seq, c)) for c in cases]
+        ckpt.load_adapter_weights(self.peft_model, self.out)
+        everyone_metrics = {"users": len(everyone), "recall@k": round(retrieval_ceiling(everyone), 6),
+                            **self.metrics(everyone, None)}  # fmt: skip
+        start = time.monotonic()
+        result = {
+            "users": len(cases),
+            "user_sample": "all users" if len(cases) == self.seq.n_users else f"seeded sample (seed {cfg.seed + 2})",
+            "input": "training + validation items",
+            "target": "the last item",
+            "retriever_recall@k": round(retrieval_ceiling(cases), 6),
+            "k": cfg.n_candidates,
+            "retriever": self.metrics(cases, None),
+            "retriever_all_users": everyone_metrics,
+            "scored_prompts": sum(case.target_index >= 0 for case in cases),
+            "zero_shot": self.metrics(cases, self.score_cases(cases, encoded, False, "test zero-shot")),
+            "lora": self.metrics(cases, self.score_cases(cases, encoded, True, "test LoRA")),
+        }
+        result["seconds"] = round(time.monotonic() - start, 1)
+        log.info("test NDCG@10: retriever %.4f, zero-shot %.4f, LoRA %.4f (%d users)",
+                 result["retriever"]["ndcg@10"], result["zero_shot"]["ndcg@10"], result["lora"]["ndcg@10"],
+                 len(cases))  # fmt: skip
+        return result
+
+    def run(self, resume: bool = False, max_steps_override: int | None = None) -> Path:
+        self.prepare_data()
+        self.prepare_model()
+        state = self.start(resume)
+        self.loop(state)
+        test = self.test()
+        self.write_card(state, test, max_steps_override)
+        if not self.cfg.keep_checkpoint:
+            ckpt.discard_checkpoint(self.out)
+        return self.out
+
+    def write_card(self, state: RunState, test: dict[str, Any] | None, max_steps: int | None) -> None:
+        cfg, seq = self.cfg, self.seq
+        seen = state.step * cfg.grad_accum * cfg.batch_size
+        dataset = {
+            "name": cfg.dataset, "split": SPLIT_DESCRIPTION, **seq.stats(),
+            "training_interactions": int(sum(len(seq.train(u)) for u in range(seq.n_users))),
+            "candidates": cfg.candidates, **fdata.describe_examples(seq, self.examples),
+            "examples_seen": seen,
+        }  # fmt: skip
+        steps = max(1, state.step)
+        training = {
+            "steps": state.step, "best_step": state.best_step, "stop_reason": state.stop_reason,
+            "seconds": round(state.elapsed, 1), "train_seconds": round(state.train_seconds, 1),
+            "seconds_per_step": round(state.train_seconds / steps, 2), "device": self.device_name(),
+            "losses": state.losses, "evals": state.evals, "resumed_from": state.resumed_from,
+        }  # fmt: skip
+        validation = {
+            "users": len(self.valid_cases), "input": "training items", "target": "the validation item",
+            "retriever_recall@k": round(retrieval_ceiling(self.valid_cases), 6),
+            "retriever": state.retriever, "zero_shot": state.zero_shot,
+            "lora": state.best_validation, "lora_step": state.best_step,
+        }  # fmt: skip
+        retriever = {"name": self.retriever_name, "params": cfg.retriever_params, "fitted_on": "training items",
+                     "hyperparameters": self.scorer.hyperparameters()}  # fmt: skip
+        card = cards.build_card(
+            config=cfg.to_dict(), spec=self.spec, dataset=dataset, retriever=retriever, training=training,
+            validation=validation, test=test, prompt=self.ranker.prompt.ref, labels=self.labels,
+            reproduce=cards.reproduce_command(self.config_path, self.out, cfg.data_dir, max_steps),
+        )  # fmt: skip
+        cards.write_card(self.out, card)
+        log.info("adapter and card written to %s", self.out)
+
+    def device_name(self) -> str:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+        return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def raise_config(message: str) -> None:
+    from llmrec.errors import ConfigError
+
+    raise ConfigError(f"finetune: {message}")
+
+
+def default_out(cfg: LoraTrainConfig) -> Path:
+    """``<cache>/adapters/<base model>``."""
+    from llmrec.paths import resolve_cache_dir
+
+    return resolve_cache_dir(cfg.cache_dir) / "adapters" / cfg.base_model
+
+
+def run_finetune(
+    config: str | Path | LoraTrainConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    data_dir: str | Path | None = None,
+    test_users: int | None = None,
+) -> Path:
+    """Train a LoRA adapter for the LLM ranker as ``config`` (a TOML path or a config) says; return its folder.
+
+    ``max_steps``, ``data_dir`` and ``test_users`` override the config; ``resume`` continues from
+    ``<out>/checkpoint`` when there is one.
+    """
+    config_path = None if isinstance(config, LoraTrainConfig) else str(config)
+    cfg = config if isinstance(config, LoraTrainConfig) else load_config(config)
+    changes: dict[str, Any] = {}
+    if max_steps is not None:
+        changes["max_steps"] = max_steps
+    if data_dir is not None:
+        changes["data_dir"] = str(data_dir)
+    if test_users is not None:
+        changes["test_users"] = test_users
+    if changes:
+        cfg = cfg.replace(**changes)
+    target = Path(out) if out is not None else default_out(cfg)
+    return FineTuner(cfg, target, config_path).run(resume=resume, max_steps_override=max_steps)

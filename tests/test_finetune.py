@@ -1,0 +1,307 @@
+"""finetune/: training data from the training split only, configs, metrics, checkpoints, and an end-to-end
+smoke run on the real SmolLM2-135M (marked ``real_model``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finetune import data as fdata
+from finetune.checkpoint import check_compatible, optimizer_tensors, restore_optimizer
+from finetune.config import LoraTrainConfig, build_config, field_help, load_config
+from finetune.evaluate import blend_scores, blend_sweep, list_metrics, reranked_lists, retrieval_ceiling
+from finetune.train import FineTuner, lr_at
+from llmrec.data.split import SequenceData
+from llmrec.errors import ConfigError, ModelError
+from llmrec.llm.base import FakeLLM
+from llmrec.ranking import LABELS, LLMRanker
+from llmrec.types import Item
+
+CONFIGS = Path(__file__).resolve().parents[1] / "finetune" / "configs"
+N_ITEMS = 40
+ITEMS = {str(i): Item(str(i), f"Movie {i}", 1980 + i % 30, ("Drama",)) for i in range(N_ITEMS)}
+
+
+def tiny_seq(n_users: int = 12, seed: int = 0) -> SequenceData:
+    rng = np.random.default_rng(seed)
+    seqs, ratings, stamps = [], [], []
+    for u in range(n_users):
+        length = int(rng.integers(8, 16))
+        seqs.append(rng.choice(N_ITEMS, size=length, replace=False).astype(np.int64))
+        ratings.append(rng.integers(1, 6, size=length).astype(np.float64))
+        stamps.append(np.arange(length, dtype=np.int64) * 10 + u)
+    return SequenceData("tiny", tuple(f"u{u}" for u in range(n_users)), tuple(ITEMS), tuple(seqs), tuple(ratings),
+                        tuple(stamps))  # fmt: skip
+
+
+class ByIdScorer:
+    """A fake retriever: the higher the item id, the higher the score, for everyone."""
+
+    def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        return np.tile(np.arange(N_ITEMS, dtype=np.float32), (len(users), 1))
+
+
+@pytest.fixture(scope="module")
+def seq() -> SequenceData:
+    return tiny_seq()
+
+
+@pytest.fixture(scope="module")
+def ease(seq: SequenceData):
+    return fdata.fit_retriever(seq, "ease")
+
+
+# Training examples ------------------------------------------------------------------------------
+def test_examples_come_from_the_training_items_only(seq, ease):
+    examples = fdata.build_examples(seq, ease, 60, n_candidates=10, seed=0, mode="insert")
+    assert len(examples) == 60
+    for e in examples:
+        train = seq.train(e.user)
+        assert 1 <= e.position < len(train)  # never the validation or test position
+        assert e.target_item == train[e.position]
+        assert e.target_item not in (seq.valid_target(e.user), seq.test_target(e.user))
+        assert len(e.candidates) == 10 and len(set(e.candidates)) == 10
+        assert not set(e.candidates) & set(train[: e.position].tolist())  # the prefix is masked
+    assert len({(e.user, e.position) for e in examples}) == len(examples)
+
+
+def test_retrieved_mode_keeps_the_retrievers_list_and_insert_mode_adds_the_answer(seq):
+    scorer = ByIdScorer()
+    kept = fdata.build_examples(seq, scorer, 200, n_candidates=5, seed=1, mode="retrieved")
+    assert kept
+    for e in kept:
+        top = fdata.retrieve(scorer, [e.user], [seq.train(e.user)[: e.position]], 5)[0]
+        assert set(e.candidates) == set(top.tolist())
+    inserted = fdata.build_examples(seq, scorer, 40, n_candidates=5, seed=1, mode="insert")
+    assert len(inserted) == 40
+    for e in inserted:
+        top = set(fdata.retrieve(scorer, [e.user], [seq.train(e.user)[: e.position]], 5)[0].tolist())
+        assert e.target_item in e.candidates and len(set(e.candidates) & top) >= 4
+    with pytest.raises(ConfigError, match="candidate mode"):
+        fdata.build_examples(seq, scorer, 1, mode="sometimes")
+
+
+def test_examples_are_seeded_and_the_answer_label_is_spread(seq, ease):
+    first = fdata.build_examples(seq, ease, 60, n_candidates=10, seed=3, mode="insert")
+    again = fdata.build_examples(seq, ease, 60, n_candidates=10, seed=3, mode="insert")
+    other = fdata.build_examples(seq, ease, 60, n_candidates=10, seed=4, mode="insert")
+    assert first == again and first != other
+    assert len({e.target for e in first}) >= 6  # shuffled: the answer is not always "A"
+
+
+def test_evaluation_cases_follow_the_llamarec_protocol(seq, ease):
+    users = fdata.select_users(seq.n_users, 5, seed=0)
+    assert len(users) == 5 and list(users) == sorted(users)
+    assert len(fdata.select_users(seq.n_users, -1, seed=0)) == seq.n_users
+    for split, offset in (("valid", 2), ("test", 1)):
+        for case in fdata.build_eval_cases(seq, ease, users, split, n_candidates=10):
+            full = seq.sequences[case.user]
+            assert case.history_length == len(full) - offset
+            assert case.target_item == (seq.valid_target(case.user) if split == "valid" else seq.test_target(case.user))
+            assert not set(case.candidates) & set(full[: case.history_length].tolist())
+            expected = case.candidates.index(case.target_item) if case.target_item in case.candidates else -1
+            assert case.target_index == expected
+    with pytest.raises(ConfigError, match="split"):
+        fdata.build_eval_cases(seq, ease, users, "train")
+
+
+def test_training_prompts_are_the_rankers_prompts(seq, ease):
+    example = next(e for e in fdata.build_examples(seq, ease, 40, 10, seed=0, mode="insert") if e.position >= 6)
+    ranker = LLMRanker(FakeLLM(), ITEMS, labels=LABELS[:10], max_history=5)
+    messages = fdata.example_messages(ranker, seq, example)
+    profile = fdata.profile_for(seq, example.user, example.position, 5)
+    assert messages == ranker.messages(profile, fdata.window_for(seq, example.candidates))
+    text = messages[-1]["content"]
+    history = text.split("<history>")[1].split("</history>")[0]
+    shown = seq.train(example.user)[example.position - 5 : example.position]
+    assert [line.split(" (")[0][2:] for line in history.strip().splitlines()] == [f"Movie {i}" for i in shown]
+    assert f"Movie {example.target_item} (" not in history
+    for label, item in zip(LABELS, example.candidates):
+        assert f"\n{label}. Movie {item} (" in text
+    assert "(nothing stated)" in text
+
+
+# Metrics ----------------------------------------------------------------------------------------
+def test_reranked_metrics_by_hand():
+    cases = [
+        fdata.EvalCase(0, "valid", 3, (5, 6, 7, 8), 7),  # retrieved third
+        fdata.EvalCase(1, "valid", 3, (1, 2, 3, 4), 9),  # not retrieved: a miss for every ranker
+    ]
+    assert retrieval_ceiling(cases) == 0.5
+    retrieval = list_metrics(cases, reranked_lists(cases, None, 4), ks=(1, 10))
+    assert retrieval["ndcg@10"] == pytest.approx(0.5 * 1 / math.log2(4))
+    assert retrieval["recall@1"] == 0.0 and retrieval["recall@10"] == 0.5
+    scores = np.array([[0.0, 1.0, 5.0, 2.0], [9.0, 0.0, 0.0, 0.0]])
+    llm = list_metrics(cases, reranked_lists(cases, scores, 4), ks=(1, 10))
+    assert llm["ndcg@10"] == pytest.approx(0.5) and llm["recall@1"] == 0.5
+    ties = reranked_lists(cases[:1], np.zeros((1, 4)), 4)
+    assert ties.tolist() == [[5, 6, 7, 8]]  # ties keep the retrieval order
+
+
+@pytest.mark.parametrize("blend", [0.0, 0.9])
+def test_blended_scores_are_the_rankers_scores(seq, blend):
+    logits = np.array([0.3, 2.0, -1.0, 0.5, 1.7], dtype=np.float32)
+    case = fdata.EvalCase(0, "valid", 5, (7, 3, 9, 1, 4), 9)
+    ranker = LLMRanker(FakeLLM(scorer=lambda _m, options: logits[: len(options)]), ITEMS, blend=blend)
+    ranked = ranker.rank(fdata.profile_for(seq, 0, 5, 5), fdata.window_for(seq, case.candidates), 5)
+    expected = {c.item_id: c.score for c in ranked}
+    ours = blend_scores([case], logits[None, :], blend)[0]
+    np.testing.assert_allclose(ours, [expected[seq.item_ids[i]] for i in case.candidates], rtol=1e-5)
+    sweep = blend_sweep([case], logits[None, :], (0.0, 0.9))
+    assert set(sweep) == {"0", "0.9"} and all(0.0 <= v <= 1.0 for v in sweep.values())
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = LoraTrainConfig(learning_rate=1e-3, warmup_steps=4, max_steps=14)
+    assert lr_at(2, cfg) == pytest.approx(5e-4)
+    assert lr_at(4, cfg) == pytest.approx(1e-3)
+    assert lr_at(14, cfg) == pytest.approx(1e-4)
+
+
+# Config and checkpoints -------------------------------------------------------------------------
+def test_shipped_configs_load_and_every_setting_has_help():
+    smoke, default = load_config(CONFIGS / "smoke.toml"), load_config(CONFIGS / "default.toml")
+    assert smoke.base_model == "smollm2-135m-instruct"
+    assert default.base_model == "qwen2.5-coder-0.5b-instruct"
+    assert default.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj")
+    assert all(text.strip() for text in field_help().values())
+    assert LoraTrainConfig().replace(r=4).r == 4
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ({"lora_rank": 8}, "unknown setting"),
+        ({"r": 0}, "r must be >= 1"),
+        ({"n_candidates": 21}, "n_candidates must be <= 20"),
+        ({"candidates": "all"}, "candidates must be one of"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"test_users": -5}, "test_users"),
+        ({"valid_users": 0}, "valid_users"),
+        ({"target_modules": []}, "target_modules"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(values, match):
+    with pytest.raises(ConfigError, match=match):
+        build_config(values)
+
+
+def test_missing_and_malformed_config_files(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("r = [", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_cli_reports_errors_on_one_line(tmp_path: Path, capsys):
+    from finetune.__main__ import main
+
+    assert main([str(tmp_path / "missing.toml"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: finetune config") and "\n" not in err
+
+
+def test_resume_refuses_other_settings_but_allows_more_steps():
+    base = LoraTrainConfig().to_dict()
+    check_compatible(base, {**base, "max_steps": 999, "max_seconds": 10.0})
+    with pytest.raises(ConfigError, match=r"cannot resume.*r=8"):
+        check_compatible(base, {**base, "r": 16})
+
+
+def test_optimizer_state_round_trips_without_pickles():
+    import torch
+
+    layer = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    tensors, groups = optimizer_tensors(optimizer)
+    assert all(torch.is_tensor(t) for t in tensors.values())
+    fresh = torch.optim.AdamW(layer.parameters(), lr=0.5)
+    restore_optimizer(fresh, tensors, json.loads(json.dumps(groups)))
+    assert fresh.param_groups[0]["lr"] == pytest.approx(0.1)
+    torch.testing.assert_close(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+
+
+# End to end on the real SmolLM2-135M --------------------------------------------------------------
+SMOKE_MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, shared_data: Path, session_cache: Path) -> tuple[Path, dict, FineTuner]:
+    """Two steps without the test evaluation, then ``resume`` to the config's max_steps with it."""
+    from finetune import run_finetune
+
+    cfg = load_config(CONFIGS / "smoke.toml").replace(data_dir=str(shared_data), cache_dir=str(session_cache))
+    out = tmp_path_factory.mktemp("adapter")
+    first_run = FineTuner(cfg.replace(max_steps=2, test_users=0), out)
+    first_run.run()
+    first = json.loads((out / "adapter_card.json").read_text())
+    run_finetune(cfg, out, resume=True)
+    return out, first, first_run
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_smoke_run_writes_a_safetensors_adapter_and_its_card(smoke_run):
+    out, _, _ = smoke_run
+    from llmrec.llm import get_spec
+
+    assert {p.name for p in out.iterdir()} >= {"adapter_model.safetensors", "adapter_config.json", "adapter_card.json"}
+    assert not list(out.glob("*.bin")) and not (out / "README.md").exists()
+    card = json.loads((out / "adapter_card.json").read_text())
+    assert card["base_model"] == SMOKE_MODEL and card["base_model_sha256"] == get_spec(SMOKE_MODEL).sha256
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == SMOKE_MODEL
+    losses = [loss for _, loss in card["training"]["losses"]]
+    assert losses and all(math.isfinite(x) for x in losses)
+    for key in ("retriever", "zero_shot", "lora"):
+        assert 0.0 <= card["validation"][key]["ndcg@10"] <= 1.0
+        assert 0.0 <= card["test"][key]["ndcg@10"] <= 1.0
+    assert card["test"]["users"] == 2 and "python -m finetune" in card["reproduce"]
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_resume_continues_from_the_checkpoint(smoke_run):
+    out, first, _ = smoke_run
+    card = json.loads((out / "adapter_card.json").read_text())
+    assert first["training"]["steps"] == 2
+    assert card["training"]["steps"] == 3 and card["training"]["resumed_from"] == [2]
+    assert [step for step, _ in card["training"]["losses"]] == [1, 2, 3]
+    assert card["training"]["losses"][:2] == first["training"]["losses"]
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_smoke_examples_never_use_validation_or_test_items(smoke_run):
+    _, _, tuner = smoke_run
+    assert len(tuner.examples) == tuner.cfg.examples
+    for e in tuner.examples:
+        assert e.position < len(tuner.seq.train(e.user))
+        assert e.target_item == tuner.seq.train(e.user)[e.position]
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_adapter_loads_for_inference_and_scores_as_in_training(smoke_run, session_cache: Path):
+    from finetune.evaluate import encode, label_token_ids, score_prompts
+    from llmrec.llm import prepare_model
+    from llmrec.llm.local import TransformersLLM, check_adapter
+
+    out, _, _ = smoke_run
+    llm = TransformersLLM(prepare_model(SMOKE_MODEL, cache_dir=session_cache), name=SMOKE_MODEL, adapter=out,
+                          threads=2)  # fmt: skip
+    assert llm.adapter == out
+    messages = [{"role": "user", "content": "Candidates: A. Alien  B. Heat  C. Solaris. Answer with the letter."}]
+    expected = llm.score_options(messages, ["A", "B", "C"])
+    ours = score_prompts(llm.model, [encode(llm.tokenizer, messages)], label_token_ids(llm.tokenizer, "ABC"),
+                         llm.tokenizer.pad_token_id)  # fmt: skip
+    np.testing.assert_allclose(ours[0], expected, atol=1e-4)
+    with pytest.raises(ModelError, match="trained for base model"):
+        check_adapter(out, "qwen2.5-coder-0.5b-instruct")
