@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"[\w'&:-]+", re.UNICODE)
 # Claims about people, reception or production that the evidence never holds.
 _CLAIMS = ("award", "oscar", "acclaim", "critic", "anticipated", "blockbuster", "box office", "gross", "starring",
-           "directed", "director", "actor", "actress", "cast", "based on", "true story", "bestsell", "sequel")
+           "directed", "director", "actor", "actress", "cast", "true story", "novel", "bestsell", "sequel")
+# Catalogue tags that are ordinary words of any explanation, not attributes.
+_GENERIC = frozenset({"movie", "movies", "film", "films", "cinema", "story", "watch", "recommended"})
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # Capitalised words that are ordinary English at the start of clauses, never names.
@@ -56,6 +58,7 @@ class Vocabulary:
                 if len(norm.split()) >= 2:  # one-word titles ("Up", "Her") are ordinary words
                     titles.add(norm)
             attributes.update(_norm(a) for a in (*item.genres, *item.keywords, *item.tags) if _norm(a))
+        attributes -= _GENERIC
         longest = max((len(t.split()) for t in titles | attributes), default=1)
         return cls(frozenset(titles), frozenset(attributes), min(longest, 12))
 

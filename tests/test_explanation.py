@@ -9,7 +9,7 @@ from llmrec.evidence import collect_evidence, liked_items
 from llmrec.explanation import LLMExplainer, TemplateExplainer, Vocabulary, unsupported_claims
 from llmrec.llm.base import FakeLLM
 from llmrec.safety import fence, sanitize_output
-from llmrec.types import Candidate, Evidence
+from llmrec.types import Candidate, Evidence, Item
 
 
 def test_liked_items_are_recent_and_well_rated():
@@ -122,3 +122,11 @@ def test_the_explain_prompt_is_versioned_and_speaks_to_the_user():
     LLMExplainer(llm, ITEMS).explain(PROFILE, candidates(["3"]))
     assert '"you"' in llm.prompts[0][0]["content"]
     assert LLMExplainer(FakeLLM(), ITEMS).prompt.ref == "explain@2"
+
+
+def test_ordinary_phrasing_is_not_mistaken_for_claims():
+    items = dict(ITEMS)
+    items["9"] = Item("9", "Generic", 2000, ("Drama",), (), ("movies",))
+    vocab = Vocabulary.from_items(items)
+    text = "Based on what you liked, this Animation pick is one of those movies you will enjoy."
+    assert unsupported_claims(text, ITEMS["3"], collect_evidence(PROFILE, Candidate("3", 1.0), ITEMS), vocab) == []
