@@ -70,13 +70,17 @@ def _version(name: str) -> str | None:
         return None
 
 
-def reproduce_command(config_path: str | None, out: Path, data_dir: str | None, max_steps: int | None) -> str:
-    """The command line that makes this adapter again."""
+def reproduce_command(
+    config_path: str | None, out: Path, data_dir: str | None, max_steps: int | None, test_users: int | None = None
+) -> str:
+    """The one command line that makes this adapter (and its figures) again."""
     parts = ["python", "-m", "finetune", config_path or "<config.toml>", "--out", str(out)]
     if data_dir:
         parts += ["--data-dir", str(data_dir)]
     if max_steps is not None:
         parts += ["--max-steps", str(max_steps)]
+    if test_users is not None:
+        parts += ["--test-users", str(test_users)]
     return " ".join(parts)
 
 

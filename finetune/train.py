@@ -328,18 +328,20 @@ class FineTuner:
                  len(cases))  # fmt: skip
         return result
 
-    def run(self, resume: bool = False, max_steps_override: int | None = None) -> Path:
+    def run(self, resume: bool = False, overrides: dict[str, int] | None = None) -> Path:
+        """Train (or continue) and write the adapter folder; ``overrides`` (max_steps, test_users) were given on
+        the command line and go into the card's reproduce command."""
         self.prepare_data()
         self.prepare_model()
         state = self.start(resume)
         self.loop(state)
         test = self.test()
-        self.write_card(state, test, max_steps_override)
+        self.write_card(state, test, overrides or {})
         if not self.cfg.keep_checkpoint:
             ckpt.discard_checkpoint(self.out)
         return self.out
 
-    def write_card(self, state: RunState, test: dict[str, Any] | None, max_steps: int | None) -> None:
+    def write_card(self, state: RunState, test: dict[str, Any] | None, overrides: dict[str, int]) -> None:
         cfg, seq = self.cfg, self.seq
         seen = state.step * cfg.grad_accum * cfg.batch_size
         dataset = {
@@ -366,7 +368,8 @@ class FineTuner:
         card = cards.build_card(
             config=cfg.to_dict(), spec=self.spec, dataset=dataset, retriever=retriever, training=training,
             validation=validation, test=test, prompt=self.ranker.prompt.ref, labels=self.labels,
-            reproduce=cards.reproduce_command(self.config_path, self.out, cfg.data_dir, max_steps),
+            reproduce=cards.reproduce_command(self.config_path, self.out, cfg.data_dir, overrides.get("max_steps"),
+                                              overrides.get("test_users")),
         )  # fmt: skip
         cards.write_card(self.out, card)
         log.info("adapter and card written to %s", self.out)
@@ -418,4 +421,5 @@ def run_finetune(
     if changes:
         cfg = cfg.replace(**changes)
     target = Path(out) if out is not None else default_out(cfg)
-    return FineTuner(cfg, target, config_path).run(resume=resume, max_steps_override=max_steps)
+    overrides = {k: v for k, v in (("max_steps", max_steps), ("test_users", test_users)) if v is not None}
+    return FineTuner(cfg, target, config_path).run(resume=resume, overrides=overrides)
