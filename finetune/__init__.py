@@ -8,18 +8,48 @@ Nothing heavy is imported until a run starts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from finetune.config import LoraTrainConfig, build_config, field_help, load_config
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
-__all__ = ["LoraTrainConfig", "build_config", "field_help", "load_config", "run_finetune"]
+__all__ = ["LoraTrainConfig", "build_config", "default_out", "field_help", "load_config", "run_finetune"]
 
 
-def run_finetune(config: Any, out: Any = None, **options: Any) -> Path:
-    """Train an adapter; see ``finetune.train.run_finetune`` for the arguments."""
-    from finetune.train import run_finetune as _run
+def default_out(cfg: LoraTrainConfig) -> Path:
+    """``<cache>/adapters/<base model>``."""
+    from llmrec.paths import resolve_cache_dir
 
-    return _run(config, out, **options)
+    return resolve_cache_dir(cfg.cache_dir) / "adapters" / cfg.base_model
+
+
+def run_finetune(
+    config: str | Path | LoraTrainConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    data_dir: str | Path | None = None,
+    test_users: int | None = None,
+) -> Path:
+    """Train a LoRA adapter for the LLM ranker as ``config`` (a TOML path or a config) says; return its folder.
+
+    ``max_steps``, ``data_dir`` and ``test_users`` override the config; ``resume`` continues from
+    ``<out>/checkpoint`` when there is one (a finished run resumed only re-runs the test evaluation).
+    """
+    from finetune.train import FineTuner
+
+    config_path = None if isinstance(config, LoraTrainConfig) else str(config)
+    cfg = config if isinstance(config, LoraTrainConfig) else load_config(config)
+    changes: dict[str, Any] = {}
+    if max_steps is not None:
+        changes["max_steps"] = max_steps
+    if data_dir is not None:
+        changes["data_dir"] = str(data_dir)
+    if test_users is not None:
+        changes["test_users"] = test_users
+    if changes:
+        cfg = cfg.replace(**changes)
+    target = Path(out) if out is not None else default_out(cfg)
+    overrides = {k: v for k, v in (("max_steps", max_steps), ("test_users", test_users)) if v is not None}
+    return FineTuner(cfg, target, config_path).run(resume=resume, overrides=overrides)

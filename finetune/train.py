@@ -25,7 +25,7 @@ from finetune import card as cards
 from finetune import checkpoint as ckpt
 from finetune import data as fdata
 from finetune.checkpoint import RunState
-from finetune.config import LoraTrainConfig, load_config
+from finetune.config import LoraTrainConfig
 from finetune.evaluate import (
     PromptCounter,
     answer_logits,
@@ -38,6 +38,7 @@ from finetune.evaluate import (
     retrieval_ceiling,
     score_prompts,
 )
+from llmrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ class FineTuner:
             self.seq, self.scorer, cfg.examples, cfg.n_candidates, cfg.seed, cfg.candidates, cfg.min_history
         )
         if not self.examples:
-            raise_config("no training example has its answer among the candidates; use candidates = 'insert'")
+            raise ConfigError(
+                "finetune: no training example has its answer among the candidates; use candidates = 'insert'"
+            )
         users = fdata.select_users(self.seq.n_users, cfg.valid_users, cfg.seed + 1)
         self.valid_cases = fdata.build_eval_cases(self.seq, self.scorer, users, "valid", cfg.n_candidates)
 
@@ -296,36 +299,44 @@ class FineTuner:
                  state.retriever["ndcg@10"])  # fmt: skip
         return state
 
-    def test(self) -> dict[str, Any] | None:
-        """Test-item metrics of the retriever, the zero-shot ranker and the best adapter (LlamaRec protocol)."""
+    def test(self, state: RunState) -> dict[str, Any] | None:
+        """Test-item metrics (LlamaRec protocol) of the retriever, the zero-shot ranker, the kept adapter and,
+        when they differ from it, the final weights. The weights in memory are the final ones here."""
         cfg = self.cfg
         if not cfg.test_users:
             return None
-        everyone = fdata.build_eval_cases(self.seq, self.scorer, range(self.seq.n_users), "test", cfg.n_candidates)
         users = fdata.select_users(self.seq.n_users, cfg.test_users, cfg.seed + 2)
         cases = fdata.build_eval_cases(self.seq, self.scorer, users, "test", cfg.n_candidates)
         encoded = [encode(self.tokenizer, fdata.case_messages(self.ranker, self.seq, c)) for c in cases]
-        ckpt.load_adapter_weights(self.peft_model, self.out)
-        everyone_metrics = {"users": len(everyone), "recall@k": round(retrieval_ceiling(everyone), 6),
-                            **self.metrics(everyone, None)}  # fmt: skip
         start = time.monotonic()
-        result = {
+        result: dict[str, Any] = {
             "users": len(cases),
             "user_sample": "all users" if len(cases) == self.seq.n_users else f"seeded sample (seed {cfg.seed + 2})",
             "input": "training + validation items",
             "target": "the last item",
             "retriever_recall@k": round(retrieval_ceiling(cases), 6),
             "k": cfg.n_candidates,
-            "retriever": self.metrics(cases, None),
-            "retriever_all_users": everyone_metrics,
             "scored_prompts": sum(case.target_index >= 0 for case in cases),
+            "retriever": self.metrics(cases, None),
             "zero_shot": self.metrics(cases, self.score_cases(cases, encoded, False, "test zero-shot")),
-            "lora": self.metrics(cases, self.score_cases(cases, encoded, True, "test LoRA")),
         }
+        if len(cases) < self.seq.n_users:
+            everyone = fdata.build_eval_cases(self.seq, self.scorer, range(self.seq.n_users), "test", cfg.n_candidates)
+            result["retriever_all_users"] = {"users": len(everyone), "recall@k": round(retrieval_ceiling(everyone), 6),
+                                             **self.metrics(everyone, None)}  # fmt: skip
+        if state.best_step != state.step:
+            last = self.metrics(cases, self.score_cases(cases, encoded, True, "test last LoRA"))
+            result["lora_last"] = {"step": state.step, **last}
+        if state.best_step == 0:  # the kept adapter is the LoRA at initialisation (B = 0): the zero-shot model
+            result["lora"] = {"step": 0, **result["zero_shot"]}
+        else:
+            ckpt.load_adapter_weights(self.peft_model, self.out)
+            result["lora"] = {"step": state.best_step,
+                              **self.metrics(cases, self.score_cases(cases, encoded, True, "test LoRA"))}  # fmt: skip
         result["seconds"] = round(time.monotonic() - start, 1)
-        log.info("test NDCG@10: retriever %.4f, zero-shot %.4f, LoRA %.4f (%d users)",
-                 result["retriever"]["ndcg@10"], result["zero_shot"]["ndcg@10"], result["lora"]["ndcg@10"],
-                 len(cases))  # fmt: skip
+        log.info("test NDCG@10: retriever %.4f, zero-shot %.4f, kept LoRA (step %d) %.4f (%d users)",
+                 result["retriever"]["ndcg@10"], result["zero_shot"]["ndcg@10"], state.best_step,
+                 result["lora"]["ndcg@10"], len(cases))  # fmt: skip
         return result
 
     def run(self, resume: bool = False, overrides: dict[str, int] | None = None) -> Path:
@@ -335,7 +346,7 @@ class FineTuner:
         self.prepare_model()
         state = self.start(resume)
         self.loop(state)
-        test = self.test()
+        test = self.test(state)
         self.write_card(state, test, overrides or {})
         if not self.cfg.keep_checkpoint:
             ckpt.discard_checkpoint(self.out)
@@ -362,6 +373,7 @@ class FineTuner:
             "retriever_recall@k": round(retrieval_ceiling(self.valid_cases), 6),
             "retriever": state.retriever, "zero_shot": state.zero_shot,
             "lora": state.best_validation, "lora_step": state.best_step,
+            "lora_last": state.evals[-1] if state.evals and state.best_step != state.step else None,
         }  # fmt: skip
         retriever = {"name": self.retriever_name, "params": cfg.retriever_params, "fitted_on": "training items",
                      "hyperparameters": self.scorer.hyperparameters()}  # fmt: skip
@@ -380,46 +392,3 @@ class FineTuner:
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(0)
         return f"cpu ({torch.get_num_threads()} threads)"
-
-
-def raise_config(message: str) -> None:
-    from llmrec.errors import ConfigError
-
-    raise ConfigError(f"finetune: {message}")
-
-
-def default_out(cfg: LoraTrainConfig) -> Path:
-    """``<cache>/adapters/<base model>``."""
-    from llmrec.paths import resolve_cache_dir
-
-    return resolve_cache_dir(cfg.cache_dir) / "adapters" / cfg.base_model
-
-
-def run_finetune(
-    config: str | Path | LoraTrainConfig,
-    out: str | Path | None = None,
-    *,
-    resume: bool = False,
-    max_steps: int | None = None,
-    data_dir: str | Path | None = None,
-    test_users: int | None = None,
-) -> Path:
-    """Train a LoRA adapter for the LLM ranker as ``config`` (a TOML path or a config) says; return its folder.
-
-    ``max_steps``, ``data_dir`` and ``test_users`` override the config; ``resume`` continues from
-    ``<out>/checkpoint`` when there is one.
-    """
-    config_path = None if isinstance(config, LoraTrainConfig) else str(config)
-    cfg = config if isinstance(config, LoraTrainConfig) else load_config(config)
-    changes: dict[str, Any] = {}
-    if max_steps is not None:
-        changes["max_steps"] = max_steps
-    if data_dir is not None:
-        changes["data_dir"] = str(data_dir)
-    if test_users is not None:
-        changes["test_users"] = test_users
-    if changes:
-        cfg = cfg.replace(**changes)
-    target = Path(out) if out is not None else default_out(cfg)
-    overrides = {k: v for k, v in (("max_steps", max_steps), ("test_users", test_users)) if v is not None}
-    return FineTuner(cfg, target, config_path).run(resume=resume, overrides=overrides)
