@@ -56,6 +56,11 @@ class LLMConfig(_Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")
     allow_network: bool = Field(False, description="Allow a Hugging Face Hub download of the model.")
+    url: str | None = Field(
+        None,
+        description="OpenAI-compatible server (…/v1) to use instead of a local model; --model names the served "
+        "model or adapter.",
+    )
 
 
 class RankerConfig(_Section):

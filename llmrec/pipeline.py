@@ -104,10 +104,21 @@ class Recommender:
     def llm(self) -> Any:
         if self._llm is not None:
             return self._llm
+        cfg = self.config.llm
+        if cfg.url:
+            from llmrec.llm.openai_http import OpenAICompatLLM
+
+            if cfg.adapter is not None:
+                raise ConfigError(
+                    f"--adapter {cfg.adapter} cannot be loaded into an LLM server (--llm-url); "
+                    "adapters on a server are chosen by --model, the name the server gives the adapter"
+                )
+            llm = OpenAICompatLLM(cfg.url, cfg.model)
+            log.info("language model %s served at %s", llm.model, llm.url)
+            return llm
         from llmrec.llm import prepare_model
         from llmrec.llm.local import TransformersLLM
 
-        cfg = self.config.llm
         folder = prepare_model(cfg.model, cache_dir=self.config.cache_dir, allow_network=cfg.allow_network)
         adapter = cfg.adapter or (default_adapter(cfg.model) if cfg.use_default_adapter else None)
         log.info("language model %s%s", cfg.model, f" with adapter {adapter}" if adapter else " (zero-shot)")
