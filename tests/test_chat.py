@@ -163,7 +163,10 @@ def test_unknown_and_ambiguous_titles(rec, store):
     ambiguous.__dict__.pop("dataset", None)
     convo = chat(ambiguous, store, "erin")
     convo.start()
-    reply = convo.handle("I loved Zzyzx Qwerty")
+    reply = convo.handle("I loved Zzyzx Qwerty")  # no such film: read as a description to search by
+    assert "No film is called \"Zzyzx Qwerty\"" in reply.text and "closest titles" in reply.text
+    assert any("Zzyzx Qwerty" in p for p in convo.state().preferences)
+    reply = convo.handle("I hated Zzyzx Qwerty")  # but a dislike of nothing known changes nothing
     assert "couldn't find" in reply.text
     reply = convo.handle("I loved Heat")
     assert "Which one do you mean" in reply.text and "Heat (1995)" in reply.text and "Heat (1986)" in reply.text
@@ -191,3 +194,42 @@ def test_returning_user_skips_onboarding(rec, store):
     convo = chat(rec, store, "u1")
     assert convo.start().text.startswith("Welcome back")
     assert convo.handle("recommend").cards
+
+
+def test_titles_named_in_passing_are_found_with_or_without_a_year():
+    from llmrec.chat.mentions import spot_titles
+
+    def names(text):
+        return [ITEMS[m.item_id].display_title for m in spot_titles(text, ITEMS)]
+
+    assert names("We watched Toy Story (1995) and then The Matrix (1999) twice") == ["Toy Story (1995)",
+                                                                                    "The Matrix (1999)"]
+    assert names("finding nemo was lovely") == ["Finding Nemo (2003)"]  # two words: no year needed
+    assert names("it was a real heat wave, pure alien weather") == []  # one-word titles need their year
+    assert names("Heat (1996) is my favourite") == ["Heat (1995)"]  # a year one off still points at it
+    assert names("Heat (1972) is my favourite") == []  # no Heat near 1972 here
+
+
+@pytest.mark.parametrize(("text", "feeling"), [
+    ("Shrek (2001) is so funny", "like"), ("I did not see the movie Shrek (2001)", "unseen"),
+    ("haven't watched Shrek (2001) yet", "unseen"), ("Shrek (2001) was boring", "dislike"),
+    ("I didn't like Shrek (2001) at all", "dislike"),
+])  # fmt: skip
+def test_a_sentence_naming_a_film_says_how_it_feels(text, feeling):
+    from llmrec.chat.mentions import mention_feeling
+
+    assert mention_feeling(text) == feeling
+
+
+def test_films_mentioned_in_passing_change_the_profile(rec, store):
+    convo = chat(rec, store, "redial-like")
+    convo.start()
+    convo.handle("Shrek (2001) is so funny")
+    convo.handle("No, I think I would rather watch Finding Nemo (2003) tonight")
+    convo.handle("I did not see the movie Alien (1979)")
+    state = convo.state()
+    assert state.liked == ["7", "3"] and "4" not in state.liked + state.disliked
+    reply = convo.handle("I love adam sandler")  # a taste, not a title: searched as a description
+    assert "No film is called" in reply.text and any("adam sandler" in p for p in convo.state().preferences)
+    reply = convo.handle("I like that kind of movies")  # nothing to go on: no junk preference
+    assert "No film is called" not in reply.text

@@ -17,6 +17,7 @@ from typing import Any
 
 from llmrec.chat import onboarding
 from llmrec.chat.intents import VIOLENT_GENRES, Intent, classify
+from llmrec.chat.mentions import content_words, mention_feeling, spot_titles
 from llmrec.chat.state import ChatState, Shown
 from llmrec.chat.store import ProfileStore, StaleStateError
 from llmrec.data.item_text import clean_text
@@ -201,13 +202,17 @@ class Conversation:
             return self._refine(state, intent)
         if intent.kind == "preference":
             self._apply_preference(state, intent)
+            if mentioned := self._mentioned(intent.text):  # "Shrek (2001) is so funny"
+                return self._react(state, mentioned, mention_feeling(intent.text))
             return self._next(state, "Got it.")
         if intent.kind == "recommend":
             state.onboarding = "done"
             return self._recommend(state, "Here you go:")
-        # Anything else: treat named titles as likes when they resolve, else steer back helpfully.
+        # Anything else: a film named in passing says how the user feels about it; else steer back helpfully.
         if intent.titles:
             return self._feedback_intent(state, dataclasses.replace(intent, kind="like"))
+        if mentioned := self._mentioned(intent.text):
+            return self._react(state, mentioned, mention_feeling(intent.text))
         return Reply("I'm a movie recommender, so I'm best at that! Tell me a film you love or a mood "
                      "(\"something funny from the 90s\"), or ask me to recommend.",
                      chips=("Recommend something", *onboarding.GENRE_CHIPS[:4]))  # fmt: skip
@@ -325,7 +330,7 @@ class Conversation:
             for span in intent.titles:
                 resolved = self._resolve(state, span, intent.kind)
                 if isinstance(resolved, Reply):
-                    return resolved
+                    return self._unresolved(state, intent, span, resolved)
                 targets.append(resolved)
         if not targets and intent.kind in ("seen", "dislike") and state.last_item:
             targets = [state.last_item]
@@ -335,6 +340,34 @@ class Conversation:
                 return self._next(state, "Noted.")
             return Reply("Which movie do you mean? Name it, or say \"the second one\".")
         return self._feedback(state, targets, intent.kind)
+
+    def _mentioned(self, text: str) -> list[str]:
+        return [m.item_id for m in spot_titles(text, self.items, self.popularity)]
+
+    def _react(self, state: ChatState, item_ids: list[str], feeling: str) -> Reply:
+        if feeling == "unseen":
+            names = ", ".join(self.items[i].display_title for i in item_ids)
+            return self._next(state, f"Noted that you haven't seen {names}.")
+        return self._feedback(state, item_ids, feeling)
+
+    def _unresolved(self, state: ChatState, intent: Intent, span: str, failed: Reply) -> Reply:
+        """A title span that matched nothing: films named elsewhere in the sentence, else (for a like) a
+        description to search by — "I love adam sandler" is a taste, not a typo."""
+        if "Which one do you mean" in failed.text:  # ambiguous, not missing: let the user choose
+            return failed
+        if mentioned := self._mentioned(intent.text):
+            feeling = intent.kind if intent.kind in ("dislike", "seen") else mention_feeling(intent.text)
+            return self._react(state, mentioned, feeling)
+        if intent.kind != "like" or not content_words(span):
+            return failed
+        self._apply_preference(state, intent)
+        phrase = sanitize_output(span, 80)
+        if phrase.lower() not in " ".join(state.preferences).lower():
+            state.preferences.append(phrase)
+        closest = failed.text.partition("Did you mean ")[2].rstrip("?")
+        hint = f" (closest titles: {closest})" if closest else ""
+        return self._next(state, f"No film is called \"{phrase}\"{hint}, so I'll look for movies that fit that "
+                                 "description.")  # fmt: skip
 
     def _feedback(self, state: ChatState, item_ids: list[str], kind: str, from_button: bool = False) -> Reply:
         unknown = [i for i in item_ids if i not in self.items]

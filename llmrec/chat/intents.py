@@ -152,7 +152,7 @@ _FILLER = frozenset("me us something anything it that this them those one ones m
 
 def _clean_span(span: str) -> str:
     """A span that could be a title, or '' for fillers, ordinals, genre and mood phrases."""
-    span = re.sub(r"^(?:me|us)\s+", "", span.strip(" '\""), flags=re.IGNORECASE)
+    span = re.sub(r"^(?:me|us|to watch|watching|to see|seeing)\s+", "", span.strip(" '\""), flags=re.IGNORECASE)
     lower = span.lower()
     words = re.findall(r"[\w'-]+", lower)
     if len(span) < 2 or not words or all(w in _FILLER for w in words):
