@@ -17,10 +17,11 @@ __all__ = ["LoraTrainConfig", "build_config", "default_out", "field_help", "load
 
 
 def default_out(cfg: LoraTrainConfig) -> Path:
-    """``<cache>/adapters/<base model>``."""
+    """``<cache>/adapters/<base model>`` (the ranker) or ``.../<base model>/explain`` (the explainer)."""
     from llmrec.paths import resolve_cache_dir
 
-    return resolve_cache_dir(cfg.cache_dir) / "adapters" / cfg.base_model
+    folder = resolve_cache_dir(cfg.cache_dir) / "adapters" / cfg.base_model
+    return folder / "explain" if cfg.task == "explain" else folder
 
 
 def run_finetune(
@@ -37,6 +38,7 @@ def run_finetune(
     ``max_steps``, ``data_dir`` and ``test_users`` override the config; ``resume`` continues from
     ``<out>/checkpoint`` when there is one (a finished run resumed only re-runs the test evaluation).
     """
+    from finetune.explain import ExplainTuner
     from finetune.train import FineTuner
 
     config_path = None if isinstance(config, LoraTrainConfig) else str(config)
@@ -52,4 +54,5 @@ def run_finetune(
         cfg = cfg.replace(**changes)
     target = Path(out) if out is not None else default_out(cfg)
     overrides = {k: v for k, v in (("max_steps", max_steps), ("test_users", test_users)) if v is not None}
-    return FineTuner(cfg, target, config_path).run(resume=resume, overrides=overrides)
+    tuner = ExplainTuner if cfg.task == "explain" else FineTuner
+    return tuner(cfg, target, config_path).run(resume=resume, overrides=overrides)

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 CARD_NAME = "adapter_card.json"
 CARD_FORMAT = 1
+VERBALIZER_LOSS = "cross-entropy over the label tokens' logits at the answer position (verbalizer)"
 
 
 def save_adapter(model: Any, folder: str | Path, base_model: str) -> Path:
@@ -84,6 +85,31 @@ def reproduce_command(
     return " ".join(parts)
 
 
+def common_fields(config: dict[str, Any], spec: Any, loss: str) -> dict[str, Any]:
+    """What every card says: the base model and its checksum, the LoRA method and the software."""
+    import llmrec
+
+    return {
+        "format": CARD_FORMAT,
+        "base_model": spec.name,
+        "base_model_sha256": spec.sha256,
+        "base_model_hub_id": spec.hub_id,
+        "task": config.get("task", "rank"),
+        "method": {
+            "peft": "lora",
+            "r": config["r"],
+            "alpha": config["alpha"],
+            "dropout": config["dropout"],
+            "target_modules": config["target_modules"],
+            "layers": "all" if not config["lora_layers"] else f"top {config['lora_layers']}",
+            "loss": loss,
+        },
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "llmrec_version": llmrec.__version__,
+        "libraries": {name: _version(name) for name in ("torch", "transformers", "peft", "accelerate")},
+    }
+
+
 def build_card(
     *,
     config: dict[str, Any],
@@ -97,23 +123,9 @@ def build_card(
     labels: str,
     reproduce: str,
 ) -> dict[str, Any]:
-    """The card as a JSON-ready dict."""
-    import llmrec
-
+    """The ranker adapter's card as a JSON-ready dict."""
     return {
-        "format": CARD_FORMAT,
-        "base_model": spec.name,
-        "base_model_sha256": spec.sha256,
-        "base_model_hub_id": spec.hub_id,
-        "method": {
-            "peft": "lora",
-            "r": config["r"],
-            "alpha": config["alpha"],
-            "dropout": config["dropout"],
-            "target_modules": config["target_modules"],
-            "layers": "all" if not config["lora_layers"] else f"top {config['lora_layers']}",
-            "loss": "cross-entropy over the label tokens' logits at the answer position (verbalizer)",
-        },
+        **common_fields(config, spec, VERBALIZER_LOSS),
         "ranker": {
             "prompt": prompt,
             "labels": labels,
@@ -127,8 +139,5 @@ def build_card(
         "validation": validation,
         "test": test,
         "config": config,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "llmrec_version": llmrec.__version__,
-        "libraries": {name: _version(name) for name in ("torch", "transformers", "peft", "accelerate")},
         "reproduce": reproduce,
     }

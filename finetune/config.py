@@ -20,6 +20,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 CANDIDATE_MODES = ("retrieved", "insert")
+TASKS = ("rank", "explain")
 MAX_LABELS = 20  # the ranker's labels A..T
 
 
@@ -32,6 +33,11 @@ class LoraTrainConfig:
     """A LoRA fine-tuning run of the LLM ranker (the LlamaRec verbalizer) on one data set's training split."""
 
     # What is trained -------------------------------------------------------------------------
+    task: str = field(
+        default="rank",
+        metadata=_help("'rank': the ranker's verbalizer (label of the next item among the candidates); 'explain': "
+                       "the explainer (evidence -> one sentence that passes the faithfulness check)"),
+    )  # fmt: skip
     base_model: str = field(
         default="qwen2.5-coder-0.5b-instruct",
         metadata=_help("registry name of the causal LM to adapt (see `llmrec models`); recorded in the card"),
@@ -117,6 +123,8 @@ class LoraTrainConfig:
                 raise ConfigError(f"finetune: {name} must be >= 0, got {getattr(self, name)}")
         if self.n_candidates > MAX_LABELS:
             raise ConfigError(f"finetune: n_candidates must be <= {MAX_LABELS} (labels A..T), got {self.n_candidates}")
+        if self.task not in TASKS:
+            raise ConfigError(f"finetune: task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.candidates not in CANDIDATE_MODES:
             raise ConfigError(f"finetune: candidates must be one of {', '.join(CANDIDATE_MODES)}, "
                               f"got {self.candidates!r}")  # fmt: skip

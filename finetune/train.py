@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,53 @@ def lr_at(step: int, cfg: LoraTrainConfig) -> float:
     return cfg.learning_rate * (1.0 - 0.9 * done)
 
 
+@dataclass
+class LoraSetup:
+    """The base model with fresh LoRA matrices, on the accelerator's device, with its optimizer."""
+
+    spec: Any
+    tokenizer: Any
+    accelerator: Any
+    model: Any
+    optimizer: Any
+    params: list[Any]
+    context: int
+    layers: list[int] | None
+
+
+def build_lora(cfg: LoraTrainConfig) -> LoraSetup:
+    """Prepare the registry model ``cfg.base_model`` and wrap it with LoRA as ``cfg`` says (both tasks)."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from peft import LoraConfig, get_peft_model
+
+    from llmrec.llm import get_spec, prepare_model
+    from llmrec.llm.transformers_backend import load_causal_lm
+
+    spec = get_spec(cfg.base_model)
+    folder = prepare_model(cfg.base_model, cache_dir=cfg.cache_dir)
+    set_seed(cfg.seed)
+    base, tokenizer = load_causal_lm(folder, dtype="float32", threads=cfg.threads)
+    n_layers = int(getattr(base.config, "num_hidden_layers", 0) or 0)
+    layers = list(range(max(0, n_layers - cfg.lora_layers), n_layers)) if cfg.lora_layers else None
+    lora = LoraConfig(
+        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
+        layers_to_transform=layers, bias="none", task_type="CAUSAL_LM",
+    )  # fmt: skip
+    model = get_peft_model(base, lora)
+    model.train()
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(
+        cpu=not cuda, mixed_precision="bf16" if cuda else "no", gradient_accumulation_steps=cfg.grad_accum
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    context = int(getattr(base.config, "max_position_embeddings", 4096) or 4096)
+    return LoraSetup(spec, tokenizer, accelerator, model, optimizer, params, context, layers)
+
+
 class FineTuner:
     """One run: data, model, loop, output. ``run()`` returns the adapter folder."""
 
@@ -89,37 +137,13 @@ class FineTuner:
         self.valid_cases = fdata.build_eval_cases(self.seq, self.scorer, users, "valid", cfg.n_candidates)
 
     def prepare_model(self) -> None:
-        import torch
-        from accelerate import Accelerator
-        from accelerate.utils import set_seed
-        from peft import LoraConfig, get_peft_model
-
-        from llmrec.llm import get_spec, prepare_model
-        from llmrec.llm.transformers_backend import load_causal_lm
         from llmrec.ranking import LABELS, LLMRanker
 
         cfg = self.cfg
-        self.spec = get_spec(cfg.base_model)
-        folder = prepare_model(cfg.base_model, cache_dir=cfg.cache_dir)
-        set_seed(cfg.seed)
-        base, self.tokenizer = load_causal_lm(folder, dtype="float32", threads=cfg.threads)
-        n_layers = int(getattr(base.config, "num_hidden_layers", 0) or 0)
-        layers = list(range(max(0, n_layers - cfg.lora_layers), n_layers)) if cfg.lora_layers else None
-        lora = LoraConfig(
-            r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
-            layers_to_transform=layers, bias="none", task_type="CAUSAL_LM",
-        )  # fmt: skip
-        model = get_peft_model(base, lora)
-        model.train()
-        cuda = torch.cuda.is_available()
-        self.accelerator = Accelerator(
-            cpu=not cuda, mixed_precision="bf16" if cuda else "no", gradient_accumulation_steps=cfg.grad_accum
-        )
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.params = params
-        context = int(getattr(base.config, "max_position_embeddings", 4096) or 4096)
+        setup = build_lora(cfg)
+        self.spec, self.tokenizer, self.accelerator = setup.spec, setup.tokenizer, setup.accelerator
+        self.model, self.optimizer, self.params = setup.model, setup.optimizer, setup.params
+        context, layers = setup.context, setup.layers
         self.labels = LABELS[: cfg.n_candidates]
         self.ranker = LLMRanker(
             PromptCounter(self.tokenizer, context, cfg.base_model), self.dataset.items, labels=self.labels,
@@ -131,7 +155,7 @@ class FineTuner:
                               for c in self.valid_cases]  # fmt: skip
         log.info("validation: %d users, %d with the target among the candidates (only those are scored)",
                  len(self.valid_cases), sum(c.target_index >= 0 for c in self.valid_cases))  # fmt: skip
-        n_trainable = sum(p.numel() for p in params)
+        n_trainable = sum(p.numel() for p in self.params)
         log.info("LoRA r=%d on %s (%s layers): %d trainable parameters", cfg.r, ",".join(cfg.target_modules),
                  "all" if layers is None else len(layers), n_trainable)  # fmt: skip
 

@@ -35,6 +35,9 @@ LlmUrl = Annotated[
     typer.Option("--llm-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, TGI); "
                  "--model names the served model or LoRA adapter."),
 ]  # fmt: skip
+ExplainAdapter = Annotated[
+    Path | None, typer.Option("--explain-adapter", help="LoRA adapter folder of the explainer (default: shipped).")
+]
 Offline = Annotated[bool, typer.Option("--offline", help="Never use the network (no data downloads).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -169,8 +172,9 @@ def recommend_cmd(
     cf_model: Annotated[str, typer.Option("--cf-model", help="Collaborative model for cf/hybrid.")] = "ease",
     ranker: Annotated[str, typer.Option("--ranker", help="passthrough or llm.")] = "passthrough",
     model: Annotated[str | None, typer.Option("--model", help="Language model for --ranker llm / --explain.")] = None,
-    adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter folder.")] = None,
-    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Zero-shot: skip the shipped adapter.")] = False,
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter folder of the ranker.")] = None,
+    explain_adapter: ExplainAdapter = None,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Zero-shot: skip the shipped adapters.")] = False,
     llm_url: LlmUrl = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add explanations (by the LLM) and evidence.")] = False,
     diversity: Annotated[float, typer.Option("--diversity", help="0 = relevance only, up to 1.")] = 0.0,
@@ -189,7 +193,8 @@ def recommend_cmd(
         dataset, data_dir, cache_dir,
         retrieval={"retriever": retriever, "cf_model": cf_model, "diversity": diversity},
         ranker={"kind": ranker}, explainer={"kind": "llm" if explain else "template"},
-        llm={"model": model, "adapter": adapter, "use_default_adapter": not no_adapter, "url": llm_url},
+        llm={"model": model, "adapter": adapter, "explain_adapter": explain_adapter,
+             "use_default_adapter": not no_adapter, "url": llm_url},
         index={"store": store, "chroma_url": chroma_url}, embedder={"name": embedder},
     )  # fmt: skip
     profile = rec.profile(user=user, likes=like or (), query=query)
@@ -211,6 +216,7 @@ def why_cmd(
     query: Annotated[str | None, typer.Option("--query", help="What you want, in words.")] = None,
     data_dir: DataDir = None,
     model: Annotated[str | None, typer.Option("--model", help="Language model for the explanation.")] = None,
+    explain_adapter: ExplainAdapter = None,
     llm_url: LlmUrl = None,
     template: Annotated[bool, typer.Option("--template", help="Template explanation, no LLM.")] = False,
     retriever: Annotated[str, typer.Option("--retriever", help="text, cf or hybrid.")] = "hybrid",
@@ -223,7 +229,7 @@ def why_cmd(
 
     rec = _recommender(dataset, data_dir, cache_dir, retrieval={"retriever": retriever},
                        explainer={"kind": "template" if template else "llm"},
-                       llm={"model": model, "url": llm_url},
+                       llm={"model": model, "explain_adapter": explain_adapter, "url": llm_url},
                        index={"store": store})  # fmt: skip
     profile = rec.profile(user=user, likes=like or (), query=query)
     for note in profile.notes:

@@ -51,7 +51,10 @@ class RetrievalConfig(_Section):
 
 class LLMConfig(_Section):
     model: str = Field("qwen2.5-coder-0.5b-instruct", description="Language model name.")
-    adapter: Path | None = Field(None, description="LoRA adapter folder; default: the shipped adapter, if any.")
+    adapter: Path | None = Field(None, description="LoRA adapter of the ranker; default: the shipped one, if any.")
+    explain_adapter: Path | None = Field(
+        None, description="LoRA adapter of the explainer; default: the shipped one (<adapter>/explain), if any."
+    )
     use_default_adapter: bool = Field(True, description="Load the adapter shipped for the model when none is given.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")

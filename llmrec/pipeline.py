@@ -26,9 +26,10 @@ ADAPTERS_DIR = Path(__file__).resolve().parent.parent / "finetune" / "adapters"
 ItemFilter = Callable[[Item], bool]
 
 
-def default_adapter(model: str) -> Path | None:
-    """The LoRA adapter shipped in the repository for ``model``, if there is one."""
+def default_adapter(model: str, task: str = "rank") -> Path | None:
+    """The LoRA adapter shipped in the repository for ``model`` and ``task`` (rank or explain), if any."""
     folder = ADAPTERS_DIR / model
+    folder = folder / "explain" if task == "explain" else folder
     return folder if (folder / "adapter_model.safetensors").is_file() else None
 
 
@@ -108,9 +109,9 @@ class Recommender:
         if cfg.url:
             from llmrec.llm.openai_http import OpenAICompatLLM
 
-            if cfg.adapter is not None:
+            if cfg.adapter is not None or cfg.explain_adapter is not None:
                 raise ConfigError(
-                    f"--adapter {cfg.adapter} cannot be loaded into an LLM server (--llm-url); "
+                    f"--adapter {cfg.adapter or cfg.explain_adapter} cannot be loaded into an LLM server (--llm-url); "
                     "adapters on a server are chosen by --model, the name the server gives the adapter"
                 )
             llm = OpenAICompatLLM(cfg.url, cfg.model)
@@ -121,8 +122,11 @@ class Recommender:
 
         folder = prepare_model(cfg.model, cache_dir=self.config.cache_dir, allow_network=cfg.allow_network)
         adapter = cfg.adapter or (default_adapter(cfg.model) if cfg.use_default_adapter else None)
-        log.info("language model %s%s", cfg.model, f" with adapter {adapter}" if adapter else " (zero-shot)")
-        return TransformersLLM(folder, name=cfg.model, adapter=adapter, dtype=cfg.dtype, threads=cfg.threads)
+        explain = cfg.explain_adapter or (default_adapter(cfg.model, "explain") if cfg.use_default_adapter else None)
+        log.info("language model %s; ranking %s; explaining %s", cfg.model, adapter or "zero-shot",
+                 explain or "zero-shot")  # fmt: skip
+        return TransformersLLM(folder, name=cfg.model, adapter=adapter, dtype=cfg.dtype, threads=cfg.threads,
+                               explain_adapter=explain)  # fmt: skip
 
     @cached_property
     def ranker(self) -> Any:

@@ -305,3 +305,112 @@ def test_adapter_loads_for_inference_and_scores_as_in_training(smoke_run, sessio
     np.testing.assert_allclose(ours[0], expected, atol=1e-4)
     with pytest.raises(ModelError, match="trained for base model"):
         check_adapter(out, "qwen2.5-coder-0.5b-instruct")
+
+
+# The explainer -----------------------------------------------------------------------------------
+def test_explainer_pairs_use_training_items_and_pass_the_faithfulness_check(seq):
+    from finetune.explain_data import build_explain_examples, held_out_positions, training_positions
+    from llmrec.explanation import LLMExplainer
+
+    explainer = LLMExplainer(FakeLLM(), ITEMS)
+    held = [0, 1]
+    positions = training_positions(seq, 30, seed=0, min_history=1, exclude=set(held))
+    pairs = build_explain_examples(seq, ITEMS, explainer, positions, seed=0, max_history=5)
+    assert len(pairs) == 30 and not {p.user for p in pairs} & set(held)
+    for pair in pairs:
+        assert pair.position < len(seq.train(pair.user))  # never the validation or test item
+        assert pair.item_id == seq.item_ids[int(seq.train(pair.user)[pair.position])]
+        assert pair.messages[-1]["content"].count("<evidence>") == 1 and pair.target.endswith(".")
+        item = ITEMS[pair.item_id]
+        evidence_text = pair.messages[-1]["content"]
+        assert item.display_title in evidence_text
+    valid = build_explain_examples(seq, ITEMS, explainer, held_out_positions(seq, held), seed=1, max_history=5)
+    assert [p.user for p in valid] == held
+    assert len({p.target for p in pairs}) > 3  # several phrasings, not one template
+
+
+def test_every_phrasing_is_checked_and_an_invented_one_is_dropped(monkeypatch, seq):
+    import finetune.explain_data as explain_data
+    from llmrec.explanation import LLMExplainer
+
+    real = explain_data.phrasings
+    monkeypatch.setattr(explain_data, "phrasings",
+                        lambda item, evidence, kind: ["It won three Oscars and stars Tom Hanks.",
+                                                      *real(item, evidence, kind)])  # fmt: skip
+    explainer = LLMExplainer(FakeLLM(), ITEMS)
+    pairs = explain_data.build_explain_examples(seq, ITEMS, explainer, [(2, 3), (3, 4), (4, 5)], seed=0,
+                                                max_history=5)  # fmt: skip
+    assert pairs and all("Oscar" not in p.target and "Hanks" not in p.target for p in pairs)
+
+
+def test_explain_task_is_validated():
+    with pytest.raises(ConfigError, match="task must be one of"):
+        LoraTrainConfig(task="summarise")
+    assert load_config(CONFIGS / "explain.toml").task == "explain"
+
+
+@pytest.fixture(scope="module")
+def explain_smoke(tmp_path_factory, shared_data: Path, session_cache: Path) -> Path:
+    from finetune import run_finetune
+
+    cfg = load_config(CONFIGS / "explain-smoke.toml").replace(data_dir=str(shared_data), cache_dir=str(session_cache))
+    return run_finetune(cfg, tmp_path_factory.mktemp("explain-adapter"))
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_explainer_smoke_run_writes_an_adapter_card_with_faithfulness(explain_smoke):
+    card = json.loads((explain_smoke / "adapter_card.json").read_text())
+    assert card["task"] == "explain" and card["base_model"] == SMOKE_MODEL
+    assert (explain_smoke / "adapter_model.safetensors").is_file() and not list(explain_smoke.glob("*.bin"))
+    assert card["training"]["steps"] == 3 and all(math.isfinite(loss) for _, loss in card["training"]["losses"])
+    for key in ("zero_shot", "lora"):
+        result = card["validation"][key]
+        assert result["pairs"] == 2 and 0 <= result["faithful"] <= 2 and math.isfinite(result["loss"])
+    assert card["explainer"]["prompt"].startswith("explain@") and "python -m finetune" in card["reproduce"]
+
+
+def random_adapter(folder: Path, out: Path, seed: int) -> Path:
+    """A LoRA adapter with non-zero random weights (peft's ``init_lora_weights=False``), saved as shipped."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from finetune.card import save_adapter
+    from llmrec.llm.transformers_backend import load_causal_lm
+
+    torch.manual_seed(seed)
+    base, _ = load_causal_lm(folder, dtype="float32", threads=2)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False, task_type="CAUSAL_LM"))  # fmt: skip
+    return save_adapter(model, out, SMOKE_MODEL)
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_ranker_and_explainer_adapters_share_one_model_and_each_task_uses_its_own(tmp_path, session_cache: Path):
+    from llmrec.llm import prepare_model
+    from llmrec.llm.local import TransformersLLM
+
+    folder = prepare_model(SMOKE_MODEL, cache_dir=session_cache)
+    rank_dir = random_adapter(folder, tmp_path / "rank", seed=1)
+    explain_dir = random_adapter(folder, tmp_path / "explain", seed=2)
+    messages = [{"role": "user", "content": "Candidates: A. Alien  B. Heat  C. Solaris. Answer with the letter."}]
+    prompt = [{"role": "user", "content": "Say why someone who liked Alien (1979) might like Solaris (1972)."}]
+    labels = ["A", "B", "C"]
+
+    def model(**adapters):
+        return TransformersLLM(folder, name=SMOKE_MODEL, threads=2, **adapters)
+
+    base, rank_only, explain_only = model(), model(adapter=rank_dir), model(explain_adapter=explain_dir)
+    both = model(adapter=rank_dir, explain_adapter=explain_dir)
+    assert both.adapters == {"rank": rank_dir, "explain": explain_dir}
+    base_scores = base.score_options(messages, labels)
+    assert not np.allclose(rank_only.score_options(messages, labels), base_scores, atol=1e-3)  # the adapter acts
+    # Scoring runs under the ranker's adapter, never the explainer's ...
+    np.testing.assert_allclose(both.score_options(messages, labels), rank_only.score_options(messages, labels),
+                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(explain_only.score_options(messages, labels), base_scores, atol=1e-5)
+    # ... and generation under the explainer's, never the ranker's.
+    base_text = base.generate(prompt, 12)
+    assert rank_only.generate(prompt, 12) == base_text
+    assert both.generate(prompt, 12) == explain_only.generate(prompt, 12) != base_text

@@ -7,6 +7,7 @@ thread with transformers' ``TextIteratorStreamer``. torch, transformers and peft
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -21,6 +22,10 @@ from llmrec.llm.base import Messages
 from llmrec.llm.transformers_backend import load_causal_lm
 
 log = logging.getLogger(__name__)
+
+# Explanations: greedy (reproducible), with the repetition guards a 0.5B model needs.
+GREEDY = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None, "repetition_penalty": 1.15,
+          "no_repeat_ngram_size": 3}  # fmt: skip
 
 
 def check_adapter(adapter_dir: Path, base_name: str) -> dict[str, Any]:
@@ -55,20 +60,42 @@ class TransformersLLM:
         adapter: str | Path | None = None,
         dtype: str = "float32",
         threads: int | None = None,
+        explain_adapter: str | Path | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.name = name or self.folder.name
         self.model, self.tokenizer = load_causal_lm(self.folder, dtype=dtype, threads=threads)
-        self.adapter = None
-        if adapter is not None:
-            check_adapter(Path(adapter), self.name)
-            from peft import PeftModel
+        # One base model, up to two LoRA adapters (peft named adapters): "rank" for scoring, "explain" for
+        # generation; a task without its adapter runs on the base weights.
+        self.adapters: dict[str, Path] = {}
+        for task, path in (("rank", adapter), ("explain", explain_adapter)):
+            if path is None:
+                continue
+            check_adapter(Path(path), self.name)
+            if not self.adapters:
+                from peft import PeftModel
 
-            self.model = PeftModel.from_pretrained(self.model, str(adapter), is_trainable=False)
-            self.model.eval()
-            self.adapter = Path(adapter)
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=task, is_trainable=False)
+            else:
+                self.model.load_adapter(str(path), adapter_name=task, is_trainable=False)
+            self.adapters[task] = Path(path)
+        self.model.eval()
+        self.adapter = self.adapters.get("rank")
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 4096) or 4096)
         self._token_ids: dict[str, int] = {}
+        self._lock = threading.Lock()  # switching adapters and running the model is one step
+
+    @contextlib.contextmanager
+    def _task(self, task: str) -> Iterator[None]:
+        """Run under ``task``'s adapter, or the base weights when it has none (call with the lock held)."""
+        if not self.adapters:
+            yield
+        elif task in self.adapters:
+            self.model.set_adapter(task)
+            yield
+        else:
+            with self.model.disable_adapter():
+                yield
 
     # Helpers -------------------------------------------------------------------------------
     def _encode(self, messages: Messages) -> Any:
@@ -105,7 +132,7 @@ class TransformersLLM:
         for row, tokens in enumerate(encoded):
             input_ids[row, width - len(tokens) :] = tokens
             attention[row, width - len(tokens) :] = 1
-        with torch.inference_mode():
+        with self._lock, self._task("rank"), torch.inference_mode():
             out = self.model(
                 input_ids=input_ids.to(self.model.device),
                 attention_mask=attention.to(self.model.device),
@@ -126,11 +153,9 @@ class TransformersLLM:
 
         def run() -> None:
             try:
-                self.model.generate(
-                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                    top_k=None, pad_token_id=self.tokenizer.pad_token_id, streamer=streamer,
-                    repetition_penalty=1.15, no_repeat_ngram_size=3,
-                )  # fmt: skip
+                with self._lock, self._task("explain"):
+                    self.model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer,
+                                        pad_token_id=self.tokenizer.pad_token_id, **GREEDY)  # fmt: skip
             except BaseException as exc:  # surfaced to the caller after the stream ends
                 errors.append(exc)
                 streamer.end()
