@@ -2,9 +2,11 @@
 
     python benchmarks/llm.py --data-dir ../shared/data [--model qwen2.5-coder-0.5b-instruct]
         [--users 20] [--faithfulness-users 200] [--dtypes float32,bfloat16]
+        [--explain-adapter DIR | --zero-shot] [--records FILE.jsonl]
 
 Prints one JSON object. Candidates come from EASE (fitted on every user's full history), the
-explanations from the LLM explainer with its faithfulness check and template fallback.
+explanations from the LLM explainer with its faithfulness check and template fallback. The explainer
+runs with the shipped explainer adapter when there is one (``--zero-shot`` for the base model).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from llmrec.data import load_dataset, preprocess
 from llmrec.evidence import collect_evidence
-from llmrec.explanation import LLMExplainer, Vocabulary, unsupported_claims
+from llmrec.explanation import LLMExplainer, Vocabulary, template_explanation, unsupported_claims
 from llmrec.llm import prepare_model
 from llmrec.llm.local import TransformersLLM
 from llmrec.profile import history_profile
@@ -42,7 +44,13 @@ def main() -> None:
     parser.add_argument("--faithfulness-users", type=int, default=200)
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--explain-adapter", default=None, help="explainer LoRA (default: the shipped one)")
+    parser.add_argument("--zero-shot", action="store_true", help="explain with the base model, no adapter")
+    parser.add_argument("--records", default=None, help="write each faithfulness record to this JSONL file")
     args = parser.parse_args()
+    from llmrec.pipeline import default_adapter
+
+    explain_adapter = None if args.zero_shot else (args.explain_adapter or default_adapter(args.model, "explain"))
 
     ds = load_dataset("ml-latest-small", data_dir=args.data_dir)
     seq = preprocess(ds)
@@ -50,10 +58,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     users = [seq.user_ids[u] for u in rng.permutation(seq.n_users)]
     folder = prepare_model(args.model)
-    report: dict = {"model": args.model, "adapter": args.adapter, "threads": args.threads, "dtypes": {}}
+    report: dict = {"model": args.model, "adapter": args.adapter, "explain_adapter": str(explain_adapter or ""),
+                    "threads": args.threads, "dtypes": {}}  # fmt: skip
 
     for dtype in [d for d in args.dtypes.split(",") if d and args.users > 0]:
-        llm = TransformersLLM(folder, name=args.model, adapter=args.adapter, dtype=dtype, threads=args.threads)
+        llm = TransformersLLM(folder, name=args.model, adapter=args.adapter, dtype=dtype, threads=args.threads,
+                              explain_adapter=explain_adapter)  # fmt: skip
         ranker = LLMRanker(llm, ds.items)
         explainer = LLMExplainer(llm, ds.items)
         rank_s, first_s, total_s, tokens_per_s, prompt_tokens = [], [], [], [], []
@@ -86,11 +96,13 @@ def main() -> None:
         print(json.dumps({dtype: report["dtypes"][dtype]}), flush=True)
 
     # Faithfulness: the first recommendation of each user, explained by the LLM (fp32).
-    llm = TransformersLLM(folder, name=args.model, adapter=args.adapter, dtype="float32", threads=args.threads)
+    llm = TransformersLLM(folder, name=args.model, dtype="float32", threads=args.threads,
+                          explain_adapter=explain_adapter)  # fmt: skip
     explainer = LLMExplainer(llm, ds.items)
     vocab = Vocabulary.from_items(ds.items)
     kept = rejected = unfaithful_final = 0
     reasons: dict[str, int] = {}
+    records = open(args.records, "w", encoding="utf-8") if args.records else None  # noqa: SIM115
     start = time.perf_counter()
     for user in users[: args.faithfulness_users]:
         profile = history_profile(ds, user)
@@ -103,11 +115,14 @@ def main() -> None:
             rejected += 1
             for p in problems[:3]:
                 reasons[p] = reasons.get(p, 0) + 1
+            text = template_explanation(item, evidence)  # what the user is shown instead
         else:
             kept += 1
-            unfaithful_final += bool(unsupported_claims(text, item, evidence, vocab))
+        unfaithful_final += bool(unsupported_claims(text, item, evidence, vocab))
         record = {"user": user, "item": item.display_title, "kept": not problems, "problems": problems[:5], "text": raw}
-        print(json.dumps(record, ensure_ascii=False), file=sys.stderr, flush=True)
+        print(json.dumps(record, ensure_ascii=False), file=records or sys.stderr, flush=True)
+    if records:
+        records.close()
     n = kept + rejected
     report["faithfulness"] = {
         "prompt": explainer.prompt.ref,
