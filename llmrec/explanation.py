@@ -89,6 +89,9 @@ def allowed_text(item: Item, evidence: Evidence) -> str:
     return _norm(" ".join(parts))
 
 
+_LIKED_VERBS = "liked|loved|enjoyed|adored|watched|rated|saw|have seen|already liked|really liked"
+
+
 def unsupported_claims(text: str, item: Item, evidence: Evidence, vocab: Vocabulary) -> list[str]:
     """What ``text`` names that neither the evidence nor the item's own record holds."""
     allowed = f" {allowed_text(item, evidence)} "
@@ -103,6 +106,11 @@ def unsupported_claims(text: str, item: Item, evidence: Evidence, vocab: Vocabul
     problems += [n for n in _NUMBER.findall(text) if f" {n} " not in allowed]
     lowered = f" {_norm(text)} "
     problems += [c for c in _CLAIMS if f" {c}" in lowered and f" {c}" not in allowed]
+    own = _norm(re.sub(r"\s*\(\d{4}\)$", "", item.display_title))
+    liked = {_norm(t) for t in evidence.similar_liked} | {_norm(re.sub(r"\s*\(\d{4}\)$", "", t))
+                                                         for t in evidence.similar_liked}  # fmt: skip
+    if own and own not in liked and re.search(rf"\byou (?:{_LIKED_VERBS}) (?:the )?{re.escape(own)}\b", lowered):
+        problems.append(f"says you liked {item.display_title} itself")
     return sorted(set(problems))
 
 

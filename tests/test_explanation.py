@@ -130,3 +130,14 @@ def test_ordinary_phrasing_is_not_mistaken_for_claims():
     vocab = Vocabulary.from_items(items)
     text = "Based on what you liked, this Animation pick is one of those movies you will enjoy."
     assert unsupported_claims(text, ITEMS["3"], collect_evidence(PROFILE, Candidate("3", 1.0), ITEMS), vocab) == []
+
+
+def test_saying_the_user_liked_the_recommended_item_itself_is_rejected():
+    vocab = Vocabulary.from_items(ITEMS)
+    toy_story = ITEMS["1"]
+    assert unsupported_claims("You liked Toy Story and it is Animation.", toy_story, Evidence(), vocab) == [
+        "says you liked Toy Story (1995) itself"
+    ]
+    assert unsupported_claims("Toy Story is Animation, like films you enjoyed.", toy_story, Evidence(), vocab) == []
+    shrek = Evidence(similar_liked=("Shrek (2001)",))
+    assert unsupported_claims("You enjoyed Shrek (2001), and this is Animation too.", toy_story, shrek, vocab) == []

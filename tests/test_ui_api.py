@@ -100,12 +100,16 @@ def test_chat_recommend_why_like_edit_forget(client: Any, server: RunningApp) ->
     assert uid.startswith("web-")
     first = state["cards"][0]
     assert {"item_id", "title", "year", "genres", "explanation", "position"} <= set(first)
+    # The app's default here is the LLM explainer: its sentences were streamed in after the cards came, and
+    # the final ones (checked, or the template when the check failed) are recorded for "why?".
+    assert all(c["explanation_source"] in ("llm", "template-fallback") for c in state["cards"])
+    assert not any("▍" in c["explanation"] for c in state["cards"])
     assert "Why the first one?" in state["chips"]
     assert value(state["liked"]), "onboarding answers show up in the profile panel"
 
     why = view(client.predict(first["item_id"], "why", state["history"], uid, api_name="/act"))
     assert text(why["history"][-2]).startswith("Why ")
-    assert text(why["history"][-1]).startswith(f"I recommended {first['title']}")
+    assert text(why["history"][-1]).startswith(f"I recommended {first['title']} because: {first['explanation']}")
     assert why["cards"] == state["cards"], "asking why keeps the list"
 
     liked = view(client.predict(first["item_id"], "like", why["history"], uid, api_name="/act"))

@@ -11,6 +11,7 @@ the card HTML is escaped. ``serve`` is what ``llmrec ui`` calls; it binds 127.0.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import logging
 import os
@@ -313,18 +314,41 @@ class ChatApp:
         return (uid, history, cards, list(reply.chips), notes_html(reply.notes), *self._profile(state))
 
     def _run(self, uid: str, settings: Sequence[Any], call: Callable[[Any], Reply],
-             greeting: bool = False) -> tuple[Reply, ChatState | None]:  # fmt: skip
-        """Call the conversation; library errors become a polite reply, never a traceback in the page."""
+             greeting: bool = False) -> tuple[Reply, ChatState | None, Any]:  # fmt: skip
+        """Call the conversation; library errors become a polite reply, never a traceback in the page.
+
+        With the LLM explainer chosen, the turn runs with template explanations (cards at once) and the
+        third value is the LLM explainer that then streams each card's sentence into place."""
         try:
             choice, k = self._choice(*settings)
+            writer = None
+            if choice.explainer == "llm" and not greeting:
+                writer = self.service.recommender(choice).explainer
+                choice = dataclasses.replace(choice, explainer="template")
             convo = self.service.greeter(uid) if greeting else self.service.conversation(uid, choice, k)
             reply = call(convo)
-            return reply, convo.state()
+            return reply, convo.state(), (convo, writer) if writer is not None and reply.cards else None
         except LlmrecError as exc:
-            return Reply(f"Sorry, I couldn't do that: {sanitize_output(str(exc), 400)}"), None
+            return Reply(f"Sorry, I couldn't do that: {sanitize_output(str(exc), 400)}"), None, None
         except Exception:
             log.exception("chat event failed for %s", uid)
-            return Reply("Sorry, something went wrong on my side. Please try again."), None
+            return Reply("Sorry, something went wrong on my side. Please try again."), None, None
+
+    def _stream_explanations(self, uid: str, reply: Reply, streaming: tuple[Any, Any], lead: tuple) -> Iterator[tuple]:
+        """Replace each card's template sentence by the LLM's, token by token (the chat lists titles only)."""
+        import gradio as gr
+
+        convo, writer = streaming
+        cards = [_card_dict(c) for c in reply.cards]
+        rest = [gr.skip()] * 10  # chips, notes and the profile panel stay as they are
+        for card in cards:
+            try:
+                for text, source in convo.stream_explanation(card["item_id"], writer):
+                    card["explanation"] = sanitize_output(text) + (" ▍" if source == "streaming" else "")
+                    card["explanation_source"] = source
+                    yield (*lead, uid, gr.skip(), [dict(c) for c in cards], *rest)
+            except Exception:  # the template sentence stays; the session goes on
+                log.exception("streaming the explanation of %s failed", card["item_id"])
 
     def _turn(self, uid: str, history: list, settings: Sequence[Any], call: Callable[[Any], Reply],
               lead: tuple = (), keep_cards: bool = False, greeting: bool = False) -> Iterator[tuple]:  # fmt: skip
@@ -334,7 +358,7 @@ class ChatApp:
         skip_rest = [gr.skip()] * 11  # everything after the user id and the chat
         waiting = "…" if (self.service.catalogue if greeting else self.service.ready).is_set() else LOADING
         yield (*lead, uid, [*history, _say("assistant", waiting)], gr.skip(), [], "", *skip_rest[3:])
-        reply, state = self._run(uid, settings, call, greeting)
+        reply, state, streaming = self._run(uid, settings, call, greeting)
         lead = tuple(gr.skip() for _ in lead)
         words = reply.text.split(" ")
         step = max(2, len(words) // 24)
@@ -343,7 +367,13 @@ class ChatApp:
                 partial = [*history, _say("assistant", " ".join(words[:end]) + " ▍")]
                 yield (*lead, uid, partial, *skip_rest)
                 time.sleep(self.settings.stream_delay)
-        yield (*lead, *self._outputs(uid, [*history, _say("assistant", reply.text)], reply, state, keep_cards))
+        shown = dataclasses.replace(reply, chips=()) if streaming is not None else reply  # quick replies come last
+        yield (*lead, *self._outputs(uid, [*history, _say("assistant", reply.text)], shown, state, keep_cards))
+        if streaming is not None:
+            yield from self._stream_explanations(uid, reply, streaming, lead)
+            final = dataclasses.replace(reply, cards=())  # the cards come from the recorded state now
+            yield (*lead, *self._outputs(uid, [*history, _say("assistant", reply.text)], final,
+                                         streaming[0].state(), keep_cards))  # fmt: skip
 
     # -- events -----------------------------------------------------------------------------------
     def on_load(self, user_id: Any, ranker: Any, explainer: Any, model: Any, k: Any,
@@ -418,14 +448,14 @@ class ChatApp:
             self.service.store.append_turn(uid, "assistant", text)
             return Reply(text, chips=("Recommend something",))
 
-        reply, state = self._run(uid, settings, edit)
+        reply, state, _ = self._run(uid, settings, edit)
         return self._outputs(uid, [*(history or []), _say("assistant", reply.text)], reply, state, keep_cards=True)
 
     def on_forget(self, user_id: Any, ranker: Any, explainer: Any, model: Any, k: Any, diversity: Any) -> tuple:
         import gradio as gr
 
         uid, settings = self._uid(user_id), (ranker, explainer, model, k, diversity)
-        reply, state = self._run(uid, settings, lambda convo: convo.forget())
+        reply, state, _ = self._run(uid, settings, lambda convo: convo.forget())
         self.service.drop_user(uid)
         return (*self._outputs(uid, [_say("assistant", reply.text)], reply, state, False), gr.Row(visible=False))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -151,6 +151,27 @@ class Conversation:
 
     def why(self, item_id: str) -> Reply:
         return self._transact(lambda state: self._why(state, item_id))
+
+    def stream_explanation(self, item_id: str, explainer: Any) -> Iterator[tuple[str, str]]:
+        """Write a shown item's explanation with ``explainer.stream`` (the LLM explainer), yielding ``(text so
+        far, source)``; the final text (``llm`` or ``template-fallback``) becomes what "why?" quotes."""
+        shown = self.state().shown_item(item_id)
+        if shown is None or item_id not in self.items:
+            return
+        final: tuple[str, str] | None = None
+        for text, source in explainer.stream(self.items[item_id], shown.evidence_value()):
+            final = (text, source)
+            yield text, source
+        if final is None or final[1] == "streaming":
+            return
+
+        def record(state: ChatState) -> Reply:
+            entry = state.shown_item(item_id)
+            if entry is not None:
+                entry.explanation, entry.explanation_source = final
+            return Reply("")
+
+        self._transact(record)
 
     def forget(self) -> Reply:
         """Delete this user's state and transcript everywhere; the session starts over as a newcomer."""
