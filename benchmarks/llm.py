@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--explain-adapter", default=None, help="explainer LoRA (default: the shipped one)")
     parser.add_argument("--zero-shot", action="store_true", help="explain with the base model, no adapter")
     parser.add_argument("--records", default=None, help="write each faithfulness record to this JSONL file")
+    parser.add_argument("--skip", type=int, default=0, help="start after this many sampled users (to shard a run)")
     args = parser.parse_args()
     from llmrec.pipeline import default_adapter
 
@@ -104,7 +105,7 @@ def main() -> None:
     reasons: dict[str, int] = {}
     records = open(args.records, "w", encoding="utf-8") if args.records else None  # noqa: SIM115
     start = time.perf_counter()
-    for user in users[: args.faithfulness_users]:
+    for user in users[args.skip : args.skip + args.faithfulness_users]:
         profile = history_profile(ds, user)
         cands = retriever.retrieve(profile, 1)
         item = ds.items[cands[0].item_id]
