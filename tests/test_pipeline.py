@@ -84,3 +84,20 @@ def test_neural_collaborative_models_train_once_per_data_set(tmp_path):
     assert (folders[0] / "state.json").stat().st_mtime == stamp  # loaded, not trained again
     histories = [seq.sequences[0][:-1]]
     assert (first.score([0], histories) == second.score([0], histories)).all()
+
+
+@pytest.mark.parametrize("retriever", ["cf", "hybrid"])
+def test_sasrec_serves_as_the_collaborative_retriever(tmp_path, retriever):
+    ds, emb = toy_dataset(), HashingEmbedder(dim=64)
+    index = MemoryIndex(store_spec(emb))
+    build_index(ds, emb, index)
+    config = RecommenderConfig().updated(
+        data={"min_count": 3}, cache_dir=tmp_path, retrieval={"retriever": retriever, "cf_model": "sasrec"},
+        ranker={"kind": "passthrough"}, explainer={"kind": "template"},
+    )  # fmt: skip
+    rec = Recommender(config, dataset=ds, embedder=emb, index=index)
+    user = ds.interactions.user_ids[0]
+    result = rec.recommend(rec.profile(user=user), k=3)
+    assert result.items and all(r.item.item_id not in rec.profile(user=user).seen for r in result.items)
+    assert any("(sasrec," in (r.evidence.collaborative or "") for r in result.items)
+    assert [p.name.split("-")[1] for p in (tmp_path / "cf").iterdir()] == ["sasrec"]  # trained once, kept
