@@ -122,8 +122,10 @@ def build_card(
     prompt: str,
     labels: str,
     reproduce: str,
+    blend_validated: float | None = None,
 ) -> dict[str, Any]:
-    """The ranker adapter's card as a JSON-ready dict."""
+    """The ranker adapter's card as a JSON-ready dict; ``blend_validated`` is the retrieval blend with the best
+    validation NDCG@10 for the kept weights, which ``llmrec`` uses by default."""
     return {
         **common_fields(config, spec, VERBALIZER_LOSS),
         "ranker": {
@@ -132,6 +134,7 @@ def build_card(
             "max_history": config["max_history"],
             "kind": config["kind"],
             "blend": config["blend"],
+            "blend_validated": blend_validated,
         },
         "data": dataset,
         "retriever": retriever,

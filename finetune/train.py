@@ -401,8 +401,10 @@ class FineTuner:
         }  # fmt: skip
         retriever = {"name": self.retriever_name, "params": cfg.retriever_params, "fitted_on": "training items",
                      "hyperparameters": self.scorer.hyperparameters()}  # fmt: skip
+        sweep = (state.best_validation or {}).get("ndcg@10_by_blend") or {}
         card = cards.build_card(
             config=cfg.to_dict(), spec=self.spec, dataset=dataset, retriever=retriever, training=training,
+            blend_validated=float(max(sweep, key=lambda b: (sweep[b], -float(b)))) if sweep else cfg.blend,
             validation=validation, test=test, prompt=self.ranker.prompt.ref, labels=self.labels,
             reproduce=cards.reproduce_command(self.config_path, self.out, cfg.data_dir, overrides.get("max_steps"),
                                               overrides.get("test_users")),

@@ -69,7 +69,11 @@ class LLMConfig(_Section):
 class RankerConfig(_Section):
     kind: Literal["llm", "passthrough"] = Field("passthrough", description="Re-ranker after retrieval.")
     max_history: int = Field(20, ge=0, le=200, description="Most recent history items shown to the LLM.")
-    blend: float = Field(0.0, ge=0.0, le=1.0, description="Weight of the retrieval rank in the final score.")
+    blend: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Weight of the retrieval rank in the final score; default: the blend validated in the ranker "
+                    "adapter's card (0 without one).",
+    )  # fmt: skip
 
 
 class ExplainerConfig(_Section):

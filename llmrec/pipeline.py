@@ -130,11 +130,16 @@ class Recommender:
 
     @cached_property
     def ranker(self) -> Any:
-        from llmrec.ranking import LLMRanker, PassthroughRanker
+        from llmrec.ranking import LLMRanker, PassthroughRanker, validated_blend
 
         cfg = self.config.ranker
         if cfg.kind == "llm":
-            return LLMRanker(self.llm, self.items, max_history=cfg.max_history, blend=cfg.blend)
+            adapter = getattr(self.llm, "adapter", None)
+            blend = cfg.blend
+            if blend is None:  # validated in the shipped card (its zero-shot sweep when no adapter is loaded)
+                shipped = adapter or default_adapter(self.config.llm.model)
+                blend = validated_blend(shipped, zero_shot=adapter is None)
+            return LLMRanker(self.llm, self.items, max_history=cfg.max_history, blend=blend)
         return PassthroughRanker()
 
     @cached_property

@@ -47,3 +47,16 @@ def test_reversing_the_candidates_changes_ndcg_but_not_the_ceiling(setup):
     if alone.metrics["recall@20"] > 0:
         assert reversed_.metrics["ndcg@20"] != pytest.approx(alone.metrics["ndcg@20"])
     assert len(LABELS) == 20 and np.isfinite(reversed_.metrics["ndcg@10"])
+
+
+def test_skipping_users_whose_target_was_missed_changes_no_accuracy_figure(setup):
+    data, seq, split = setup
+    scorer = lambda m, options: list(range(len(options)))  # noqa: E731  (reverses every list it ranks)
+    full, _ = _run(setup, scorer=scorer)
+    pipeline = RerankPipeline("pop", lambda: LLMRanker(FakeLLM(scorer=scorer), data.items), seq.item_ids, data.items,
+                              seq.ratings, n_candidates=20)  # fmt: skip
+    pipeline.targets = {int(u): frozenset(t.tolist()) for u, t in zip(split.test.users, split.test.targets)}
+    skipped = evaluate_pipeline(pipeline, split, context=EvalContext.for_split(split), max_users=40, seed=0)
+    assert 0 < pipeline.llm_users < 40  # only the users with their item among the candidates cost a prompt
+    for key in ("ndcg@10", "recall@10", "ndcg@20", "mrr@20"):
+        assert skipped.metrics[key] == pytest.approx(full.metrics[key])
