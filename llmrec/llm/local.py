@@ -19,6 +19,7 @@ import numpy as np
 
 from llmrec.errors import ConfigError, ModelError
 from llmrec.llm.base import Messages
+from llmrec.llm.prefix_cache import PrefixCache
 from llmrec.llm.transformers_backend import load_causal_lm
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class TransformersLLM:
         dtype: str = "float32",
         threads: int | None = None,
         explain_adapter: str | Path | None = None,
+        reuse_prefix: bool = True,
     ) -> None:
         self.folder = Path(folder)
         self.name = name or self.folder.name
@@ -84,6 +86,7 @@ class TransformersLLM:
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 4096) or 4096)
         self._token_ids: dict[str, int] = {}
         self._lock = threading.Lock()  # switching adapters and running the model is one step
+        self.prefixes = PrefixCache(self.model, self.tokenizer) if reuse_prefix else _NoPrefix()
 
     @contextlib.contextmanager
     def _task(self, task: str) -> Iterator[None]:
@@ -133,11 +136,14 @@ class TransformersLLM:
             input_ids[row, width - len(tokens) :] = tokens
             attention[row, width - len(tokens) :] = 1
         with self._lock, self._task("rank"), torch.inference_mode():
-            out = self.model(
-                input_ids=input_ids.to(self.model.device),
-                attention_mask=attention.to(self.model.device),
-                logits_to_keep=1,
-            )
+            start = self.prefixes.prefix_length(batch[0], encoded[0].tolist()) if len(batch) == 1 else 0
+            if start:  # one prompt: the system turn's keys and values come from the prefix cache
+                cache = self.prefixes.get(encoded[0][:start].tolist(), "rank")
+                out = self.model(input_ids=input_ids[:, start:].to(self.model.device), logits_to_keep=1,
+                                 **self.prefixes.kwargs(cache))  # fmt: skip
+            else:
+                out = self.model(input_ids=input_ids.to(self.model.device),
+                                 attention_mask=attention.to(self.model.device), logits_to_keep=1)  # fmt: skip
         logits = out.logits[:, -1, :].float()
         return logits[:, ids].cpu().numpy()
 
@@ -154,8 +160,11 @@ class TransformersLLM:
         def run() -> None:
             try:
                 with self._lock, self._task("explain"):
+                    ids = inputs["input_ids"][0].tolist()
+                    start = self.prefixes.prefix_length(messages, ids)
+                    cache = self.prefixes.kwargs(self.prefixes.get(ids[:start], "explain")) if start else {}
                     self.model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer,
-                                        pad_token_id=self.tokenizer.pad_token_id, **GREEDY)  # fmt: skip
+                                        pad_token_id=self.tokenizer.pad_token_id, **cache, **GREEDY)  # fmt: skip
             except BaseException as exc:  # surfaced to the caller after the stream ends
                 errors.append(exc)
                 streamer.end()
@@ -166,3 +175,12 @@ class TransformersLLM:
         thread.join()
         if errors:
             raise RuntimeError(f"generation failed: {errors[0]}") from errors[0]
+
+
+class _NoPrefix:
+    """``reuse_prefix=False``: every prompt is computed from its first token."""
+
+    hits = misses = 0
+
+    def prefix_length(self, messages: Messages, ids: Sequence[int]) -> int:
+        return 0
