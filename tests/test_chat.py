@@ -256,3 +256,12 @@ def test_llm_explanations_stream_in_and_are_what_why_quotes(rec, store):
     assert last[1] == "template-fallback" and convo.state().shown_item(second.item_id).explanation == last[0]
     assert list(convo.stream_explanation("not-shown", writer)) == []
     assert convo.handle("recommend").cards
+
+
+def test_negated_likes_and_favourites_without_a_verb_before_the_title(rec, store):
+    convo = chat(rec, store, "phrasing", k=3)
+    cards = onboard(convo)[-1].cards
+    convo.handle("I did not like the second one")
+    assert cards[1].item_id in convo.state().disliked and cards[1].item_id not in convo.state().liked
+    convo.handle("The Matrix (1999) is one of my favourites")
+    assert "8" in convo.state().liked

@@ -353,6 +353,8 @@ class Conversation:
                 if isinstance(resolved, Reply):
                     return self._unresolved(state, intent, span, resolved)
                 targets.append(resolved)
+        if not targets and not intent.titles and (mentioned := self._mentioned(intent.text)):
+            return self._react(state, mentioned, intent.kind)  # "The Matrix (1999) is one of my favourites"
         if not targets and intent.kind in ("seen", "dislike") and state.last_item:
             targets = [state.last_item]
         if not targets:

@@ -65,7 +65,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("why_not", r"\bwhy (?:not|didn'?t you (?:recommend|suggest|pick)|no)\b"),
         ("why", r"\bwhy\b|\bexplain\b|\bhow come\b|\breason\b"),
         ("seen", r"\b(?:seen|watched|saw) (?:it|that|this|them|those|already)\b|\balready (?:seen|watched|saw)\b"),
-        ("dislike", r"\b(?:dislike|hated?|didn'?t like|don'?t like|not for me|not interested|boring|awful)\b"),
+        ("dislike", r"\b(?:dislike[ds]?|hated?|(?:didn'?t|did not|don'?t|do not|does not|doesn'?t) (?:like|enjoy|love)|"
+                    r"not for me|not interested|not a fan|boring|awful|terrible)\b"),
         ("refine", r"\b(?:newer|older|more recent|shorter|less (?:violent|scary|dark|gory)|lighter|darker|"
                    r"funnier|more like|similar to|something (?:else|different)|different)\b"),
         ("like", r"\b(?:like|liked|love|loved|adore|enjoy(?:ed)?|favou?rites?|great|fantastic|amazing)\b"),
