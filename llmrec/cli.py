@@ -35,6 +35,7 @@ LlmUrl = Annotated[
     typer.Option("--llm-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, TGI); "
                  "--model names the served model or LoRA adapter."),
 ]  # fmt: skip
+BLEND_HELP = "Weight of the retrieval rank (default: the blend validated in the adapter's card)."
 ExplainAdapter = Annotated[
     Path | None, typer.Option("--explain-adapter", help="LoRA adapter folder of the explainer (default: shipped).")
 ]
@@ -260,6 +261,7 @@ def evaluate_cmd(
     ),
     adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter; default: shipped one.")] = None,
     max_users: Annotated[int | None, typer.Option("--max-users", help="Seeded user subset (LLM runs).")] = None,
+    blend: Annotated[float | None, typer.Option("--blend", min=0.0, max=1.0, help=BLEND_HELP)] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write results.json, results.md, results.png here.")] = None,
     cache_dir: CacheDir = None,
     as_json: AsJson = False,
@@ -277,7 +279,7 @@ def evaluate_cmd(
         shipped = adapter or default_adapter(model)
         adapters = {"zero-shot": None} | ({"lora": shipped} if shipped else {})
         report = run_rerank_evaluation(dataset, names[0], data_dir=data_dir, cache_dir=cache_dir, model=model,
-                                       adapters=adapters, max_users=max_users, seed=seed)  # fmt: skip
+                                       adapters=adapters, max_users=max_users, seed=seed, blend=blend)  # fmt: skip
     else:
         from llmrec.evaluation import run_evaluation
 
