@@ -103,7 +103,8 @@ def unsupported_claims(text: str, item: Item, evidence: Evidence, vocab: Vocabul
     for phrase in capitalised_phrases(text):
         if f" {_norm(phrase)} " not in allowed:
             problems.append(phrase)
-    problems += [n for n in _NUMBER.findall(text) if f" {n} " not in allowed]
+    numbers = set(_NUMBER.findall(allowed))  # "Terminator 2: Judgment Day" allows the 2 whatever follows it
+    problems += [n for n in _NUMBER.findall(text) if n not in numbers]
     lowered = f" {_norm(text)} "
     problems += [c for c in _CLAIMS if f" {c}" in lowered and f" {c}" not in allowed]
     own = _norm(re.sub(r"\s*\(\d{4}\)$", "", item.display_title))

@@ -141,3 +141,12 @@ def test_saying_the_user_liked_the_recommended_item_itself_is_rejected():
     assert unsupported_claims("Toy Story is Animation, like films you enjoyed.", toy_story, Evidence(), vocab) == []
     shrek = Evidence(similar_liked=("Shrek (2001)",))
     assert unsupported_claims("You enjoyed Shrek (2001), and this is Animation too.", toy_story, shrek, vocab) == []
+
+
+def test_a_number_inside_an_allowed_title_is_allowed():
+    items = {"1": Item("1", "Terminator, The", 1984, ("Action",)),
+             "2": Item("2", "Terminator 2: Judgment Day", 1991, ("Action",))}  # fmt: skip
+    vocab = Vocabulary.from_items(items)
+    evidence = Evidence(similar_liked=("Terminator 2: Judgment Day (1991)",))
+    assert unsupported_claims("You liked Terminator 2: Judgment Day (1991).", items["1"], evidence, vocab) == []
+    assert "3" in unsupported_claims("It won 3 awards.", items["1"], evidence, vocab)
