@@ -47,7 +47,7 @@ class PeftGenerator:
     def generate(self, messages: Any, max_new_tokens: int = 60) -> str:
         import torch
 
-        from llmrec.llm.local import GREEDY
+        from llmrec.llm.generation import greedy_kwargs
 
         inputs = self.tokenizer.apply_chat_template([dict(m) for m in messages], add_generation_prompt=True,
                                                     return_tensors="pt", return_dict=True)  # fmt: skip
@@ -55,7 +55,8 @@ class PeftGenerator:
         context = contextlib.nullcontext() if self.adapter else self.model.disable_adapter()
         with context, torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=max_new_tokens,
-                                      pad_token_id=self.tokenizer.pad_token_id, **GREEDY)  # fmt: skip
+                                      pad_token_id=self.tokenizer.pad_token_id,
+                                      **greedy_kwargs(inputs["input_ids"].shape[1]))  # fmt: skip
         return self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 

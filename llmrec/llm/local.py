@@ -19,14 +19,11 @@ import numpy as np
 
 from llmrec.errors import ConfigError, ModelError
 from llmrec.llm.base import Messages
+from llmrec.llm.generation import greedy_kwargs
 from llmrec.llm.prefix_cache import PrefixCache
 from llmrec.llm.transformers_backend import load_causal_lm
 
 log = logging.getLogger(__name__)
-
-# Explanations: greedy (reproducible), with the repetition guards a 0.5B model needs.
-GREEDY = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None, "repetition_penalty": 1.15,
-          "no_repeat_ngram_size": 3}  # fmt: skip
 
 
 def check_adapter(adapter_dir: Path, base_name: str) -> dict[str, Any]:
@@ -164,7 +161,8 @@ class TransformersLLM:
                     start = self.prefixes.prefix_length(messages, ids)
                     cache = self.prefixes.kwargs(self.prefixes.get(ids[:start], "explain")) if start else {}
                     self.model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer,
-                                        pad_token_id=self.tokenizer.pad_token_id, **cache, **GREEDY)  # fmt: skip
+                                        pad_token_id=self.tokenizer.pad_token_id, **cache,
+                                        **greedy_kwargs(len(ids)))  # fmt: skip
             except BaseException as exc:  # surfaced to the caller after the stream ends
                 errors.append(exc)
                 streamer.end()
