@@ -414,3 +414,12 @@ def test_ranker_and_explainer_adapters_share_one_model_and_each_task_uses_its_ow
     base_text = base.generate(prompt, 12)
     assert rank_only.generate(prompt, 12) == base_text
     assert both.generate(prompt, 12) == explain_only.generate(prompt, 12) != base_text
+
+
+def test_explainer_pairs_without_liked_items_or_shared_genres_are_skipped(seq):
+    from finetune.explain_data import build_explain_examples
+    from llmrec.explanation import LLMExplainer
+
+    explainer = LLMExplainer(FakeLLM(), ITEMS)
+    pairs = build_explain_examples(seq, ITEMS, explainer, [(u, 0) for u in range(seq.n_users)], seed=0, max_history=5)
+    assert pairs == []  # position 0: an empty history, so only the collaborative line: never a target
