@@ -115,6 +115,20 @@ def unsupported_claims(text: str, item: Item, evidence: Evidence, vocab: Vocabul
     return sorted(set(problems))
 
 
+def names_evidence(text: str, item: Item, evidence: Evidence) -> bool:
+    """Whether ``text`` uses the evidence beyond the collaborative line (a liked film, a shared genre, keyword
+    or tag, a matched preference, or the item's genres) — or the evidence holds nothing more. A small model
+    tuned on explanations can settle on restating the collaborative line for everyone; the template says
+    more, so such a sentence is not kept."""
+    specific = [*evidence.similar_liked, *evidence.shared_genres, *evidence.shared_keywords, *evidence.shared_tags,
+                *evidence.matched_preferences]  # fmt: skip
+    if not specific:
+        return True
+    lowered = f" {_norm(text)} "
+    names = [re.sub(r"\s*\(\d{4}\)$", "", t) for t in evidence.similar_liked] + specific + list(item.genres)
+    return any(f" {_norm(name)} " in lowered for name in names if _norm(name))
+
+
 def template_explanation(item: Item, evidence: Evidence, kind: str = "movie") -> str:
     """One or two sentences built only from the evidence."""
     parts = []
@@ -189,7 +203,10 @@ class LLMExplainer:
         text = " ".join(_SENTENCE_END.split(sanitize_output(raw))[:2]).strip()
         if len(text) < 8:
             return text, ["empty or too short"]
-        return text, unsupported_claims(text, item, evidence, self.vocab)
+        problems = unsupported_claims(text, item, evidence, self.vocab)
+        if not problems and not names_evidence(text, item, evidence):
+            problems = ["names no liked film or shared attribute although the evidence has them"]
+        return text, problems
 
     def stream(self, item: Item, evidence: Evidence) -> Iterator[tuple[str, str]]:
         """Yield ``(text so far, source)``; the last pair is final (``llm`` or ``template-fallback``)."""

@@ -150,3 +150,15 @@ def test_a_number_inside_an_allowed_title_is_allowed():
     evidence = Evidence(similar_liked=("Terminator 2: Judgment Day (1991)",))
     assert unsupported_claims("You liked Terminator 2: Judgment Day (1991).", items["1"], evidence, vocab) == []
     assert "3" in unsupported_claims("It won 3 awards.", items["1"], evidence, vocab)
+
+
+def test_a_sentence_that_only_restates_the_collaborative_line_is_not_kept():
+    explainer = LLMExplainer(FakeLLM(), ITEMS)
+    item = ITEMS["2"]
+    rich = Evidence(similar_liked=("Toy Story (1995)",), shared_genres=("Animation",),
+                    collaborative="people whose histories overlap yours chose it too")  # fmt: skip
+    stock = "People whose histories overlap yours chose it too."
+    assert explainer.check(stock, item, rich)[1]  # the template says more: it is used instead
+    assert explainer.check("Like Toy Story, it is animation for all ages.", item, rich)[1] == []
+    only_collaborative = Evidence(collaborative="people whose histories overlap yours chose it too")
+    assert explainer.check(stock, item, only_collaborative)[1] == []  # nothing more to say
