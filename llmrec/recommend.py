@@ -81,7 +81,10 @@ def fit_cf_scorer(name: str, seq: Any, cache_dir: str | Path | None = None) -> C
         digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:12]
         folder = resolve_cache_dir(cache_dir) / "cf" / f"{seq.name}-{name}-{digest}"
         scorer = get_scorer(name, checkpoint_dir=str(folder), resume=True)
-        log.warning("%s: training once for %s, then reused from %s", name, seq.name, folder)
+        if (folder / "state.json").is_file():
+            log.info("%s: reusing the model trained for %s in %s", name, seq.name, folder)
+        else:
+            log.warning("%s: training once for %s (minutes), then reused from %s", name, seq.name, folder)
     log.info("fitting %s on %d users x %d items", name, seq.n_users, seq.n_items)
     return scorer.fit(train)
 
