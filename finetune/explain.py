@@ -30,7 +30,7 @@ from finetune.explain_data import (
     held_out_positions,
     training_positions,
 )
-from finetune.train import build_lora, lr_at
+from finetune.train import accumulated_update, build_lora, seeded_batch
 from llmrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -164,24 +164,9 @@ class ExplainTuner:
     # Training ---------------------------------------------------------------------------------------
     def train_update(self, step: int) -> float:
         cfg = self.cfg
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        losses = []
-        for k in range(cfg.grad_accum):
-            micro = (step - 1) * cfg.grad_accum + k
-            order = np.random.default_rng([cfg.seed, micro * cfg.batch_size // len(self.examples)])
-            perm = order.permutation(len(self.examples))
-            batch = [self.examples[int(perm[(micro * cfg.batch_size + j) % len(self.examples)])]
-                     for j in range(cfg.batch_size)]  # fmt: skip
-            with self.accelerator.accumulate(self.model):
-                loss = self.batch_loss(batch)
-                self.accelerator.backward(loss)
-                if self.accelerator.sync_gradients and cfg.grad_clip:
-                    self.accelerator.clip_grad_norm_(self.params, cfg.grad_clip)
-                self.optimizer.step()
-                self.optimizer.zero_grad()
-            losses.append(float(loss.detach()))
-        return float(np.mean(losses))
+        return accumulated_update(
+            self, step, lambda micro: self.batch_loss(seeded_batch(self.examples, micro, cfg.batch_size, cfg.seed))
+        )
 
     def start(self, resume: bool) -> RunState:
         saved = ckpt.read_state(self.out) if resume else None

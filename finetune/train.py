@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,36 @@ def build_lora(cfg: LoraTrainConfig) -> LoraSetup:
     model, optimizer = accelerator.prepare(model, optimizer)
     context = int(getattr(base.config, "max_position_embeddings", 4096) or 4096)
     return LoraSetup(spec, tokenizer, accelerator, model, optimizer, params, context, layers)
+
+
+def seeded_batch(examples: Sequence[Any], micro: int, size: int, seed: int) -> list[Any]:
+    """The ``micro``-th batch of ``size``: epochs over ``examples``, each in its own seeded order (resumable)."""
+    n = len(examples)
+    out = []
+    for slot in range(micro * size, (micro + 1) * size):
+        epoch, index = divmod(slot, n)
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        out.append(examples[int(order[index])])
+    return out
+
+
+def accumulated_update(tuner: Any, step: int, loss_of: Callable[[int], Any]) -> float:
+    """One optimizer update of ``tuner`` (its cfg, accelerator, model, optimizer, params): ``grad_accum``
+    forward/backward passes of ``loss_of(micro batch index)``, clipped; returns the mean loss."""
+    cfg = tuner.cfg
+    for group in tuner.optimizer.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    losses = []
+    for k in range(cfg.grad_accum):
+        with tuner.accelerator.accumulate(tuner.model):
+            loss = loss_of((step - 1) * cfg.grad_accum + k)
+            tuner.accelerator.backward(loss)
+            if tuner.accelerator.sync_gradients and cfg.grad_clip:
+                tuner.accelerator.clip_grad_norm_(tuner.params, cfg.grad_clip)
+            tuner.optimizer.step()
+            tuner.optimizer.zero_grad()
+        losses.append(float(loss.detach()))
+    return float(np.mean(losses))
 
 
 class FineTuner:
@@ -198,38 +229,21 @@ class FineTuner:
 
     # Training -------------------------------------------------------------------------------
     def batch_at(self, micro: int) -> list[fdata.Example]:
-        """The ``micro``-th batch: epochs over the examples, each in its own seeded order."""
-        size, n = self.cfg.batch_size, len(self.examples)
-        out = []
-        for slot in range(micro * size, (micro + 1) * size):
-            epoch, index = divmod(slot, n)
-            order = np.random.default_rng([self.cfg.seed, epoch]).permutation(n)
-            out.append(self.examples[int(order[index])])
-        return out
+        return seeded_batch(self.examples, micro, self.cfg.batch_size, self.cfg.seed)
 
     def train_update(self, step: int) -> float:
         """One optimizer update (``grad_accum`` forward/backward passes); returns the mean loss."""
         import torch
         from torch.nn import functional as F
 
-        cfg = self.cfg
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        losses = []
-        for k in range(cfg.grad_accum):
-            batch = self.batch_at((step - 1) * cfg.grad_accum + k)
+        def loss_of(micro: int) -> Any:
+            batch = self.batch_at(micro)
             encoded = [encode(self.tokenizer, fdata.example_messages(self.ranker, self.seq, e)) for e in batch]
             targets = torch.tensor([e.target for e in batch], dtype=torch.long)
-            with self.accelerator.accumulate(self.model):
-                logits = answer_logits(self.model, encoded, self.label_ids, self.pad_id)
-                loss = F.cross_entropy(logits, targets.to(logits.device))
-                self.accelerator.backward(loss)
-                if self.accelerator.sync_gradients and cfg.grad_clip:
-                    self.accelerator.clip_grad_norm_(self.params, cfg.grad_clip)
-                self.optimizer.step()
-                self.optimizer.zero_grad()
-            losses.append(float(loss.detach()))
-        return float(np.mean(losses))
+            logits = answer_logits(self.model, encoded, self.label_ids, self.pad_id)
+            return F.cross_entropy(logits, targets.to(logits.device))
+
+        return accumulated_update(self, step, loss_of)
 
     def evaluate_step(self, state: RunState) -> bool:
         """Validate, keep the adapter when it is the best so far; True when patience ran out."""
