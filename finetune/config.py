@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmrec.config import read_toml
 from llmrec.errors import ConfigError
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+    pass
 
 CANDIDATE_MODES = ("retrieved", "insert")
 TASKS = ("rank", "explain")
@@ -176,11 +177,4 @@ def build_config(values: dict[str, Any]) -> LoraTrainConfig:
 
 def load_config(path: str | Path) -> LoraTrainConfig:
     """Read a flat TOML file of ``LoraTrainConfig`` fields."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"finetune config {path} not found; check the path") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"finetune config {path} is not valid TOML: {exc}; fix the syntax") from None
-    return build_config(data)
+    return build_config(read_toml(path, "finetune config"))

@@ -117,13 +117,17 @@ def build_config(data: dict) -> RecommenderConfig:
         raise ConfigError(f"{_describe(exc)}; fix the value (see `llmrec --help`)") from None
 
 
-def load_config(path: str | Path) -> RecommenderConfig:
-    """Read a TOML file of config sections."""
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    """The TOML file at ``path`` as a dict; a missing or malformed file is a one-line ConfigError naming ``what``."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found; check the path") from None
+        raise ConfigError(f"{what} {path} not found; check the path") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}; fix the syntax") from None
-    return build_config(data)
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}; fix the syntax") from None
+
+
+def load_config(path: str | Path) -> RecommenderConfig:
+    """Read a TOML file of config sections."""
+    return build_config(read_toml(path))
