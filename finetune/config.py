@@ -7,18 +7,12 @@ A run is described by a flat TOML file whose keys are the field names below (``c
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmrec.config import read_toml
 from llmrec.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
 
 CANDIDATE_MODES = ("retrieved", "insert")
 TASKS = ("rank", "explain")
