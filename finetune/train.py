@@ -391,6 +391,8 @@ class FineTuner:
         return self.out
 
     def write_card(self, state: RunState, test: dict[str, Any] | None, overrides: dict[str, int]) -> None:
+        from llmrec.ranking import best_blend
+
         cfg, seq = self.cfg, self.seq
         seen = state.step * cfg.grad_accum * cfg.batch_size
         dataset = {
@@ -418,7 +420,7 @@ class FineTuner:
         sweep = (state.best_validation or {}).get("ndcg@10_by_blend") or {}
         card = cards.build_card(
             config=cfg.to_dict(), spec=self.spec, dataset=dataset, retriever=retriever, training=training,
-            blend_validated=float(max(sweep, key=lambda b: (sweep[b], -float(b)))) if sweep else cfg.blend,
+            blend_validated=best_blend(sweep) if sweep else cfg.blend,
             validation=validation, test=test, prompt=self.ranker.prompt.ref, labels=self.labels,
             reproduce=cards.reproduce_command(self.config_path, self.out, cfg.data_dir, overrides.get("max_steps"),
                                               overrides.get("test_users")),

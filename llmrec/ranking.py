@@ -170,5 +170,10 @@ def validated_blend(adapter_dir: str | Path | None, default: float = 0.0, zero_s
     which = "zero_shot" if zero_shot else "lora"
     sweep = ((card.get("validation") or {}).get(which) or {}).get("ndcg@10_by_blend") or {}
     if sweep:
-        return float(max(sweep, key=lambda b: (sweep[b], -float(b))))  # ties: the more LLM-driven blend
+        return best_blend(sweep)
     return float(ranker.get("blend", default))
+
+
+def best_blend(sweep: Mapping[str, float]) -> float:
+    """The blend with the best validation NDCG@10 in ``{blend: ndcg}``; ties go to the more LLM-driven blend."""
+    return float(max(sweep, key=lambda b: (sweep[b], -float(b))))
