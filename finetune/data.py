@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -93,12 +94,25 @@ def training_data(seq: SequenceData, seed: int = 0) -> Any:
     )  # fmt: skip
 
 
-def fit_retriever(seq: SequenceData, name: str, params: dict[str, Any] | None = None, seed: int = 0) -> Scorer:
-    """The named scorer fitted on the training split (never sees a validation or test item as input)."""
-    from llmrec.baselines import get_scorer
+def fit_retriever(
+    seq: SequenceData, name: str, params: dict[str, Any] | None = None, seed: int = 0, cache_dir: Path | None = None
+) -> Scorer:
+    """The named scorer fitted on the training split (never sees a validation or test item as input). With
+    ``cache_dir``, models that train for minutes (SASRec) train once per data, settings and seed and are
+    then loaded from ``<cache>/finetune/``."""
+    import hashlib
+    import json
+
+    from llmrec.baselines import get_checkpointed_scorer, get_scorer
 
     log.info("fitting the %s retriever on the training items of %d users", name, seq.n_users)
-    return get_scorer(name, **(params or {})).fit(training_data(seq, seed))
+    data = training_data(seq, seed)
+    if cache_dir is None:
+        return get_scorer(name, **(params or {})).fit(data)
+    digest = hashlib.sha256(np.concatenate(data.histories).astype(np.int64).tobytes())
+    digest.update(json.dumps([params or {}, seed], sort_keys=True).encode())
+    folder = Path(cache_dir) / "finetune" / f"{seq.name}-{name}-train-{digest.hexdigest()[:12]}"
+    return get_checkpointed_scorer(name, folder, **(params or {})).fit(data)
 
 
 def retrieve(scorer: Any, users: Sequence[int], histories: Sequence[np.ndarray], k: int) -> np.ndarray:

@@ -151,12 +151,14 @@ class FineTuner:
     # Set-up ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         from llmrec.data import load_dataset, preprocess
+        from llmrec.paths import resolve_cache_dir
 
         cfg = self.cfg
         self.dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir)
         self.seq = preprocess(self.dataset)
         self.retriever_name = fdata.resolve_retriever(cfg.retriever)
-        self.scorer = fdata.fit_retriever(self.seq, self.retriever_name, cfg.retriever_params, cfg.seed)
+        self.scorer = fdata.fit_retriever(self.seq, self.retriever_name, cfg.retriever_params, cfg.seed,
+                                          resolve_cache_dir(cfg.cache_dir))
         self.examples = fdata.build_examples(
             self.seq, self.scorer, cfg.examples, cfg.n_candidates, cfg.seed, cfg.candidates, cfg.min_history
         )

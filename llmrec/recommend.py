@@ -63,28 +63,20 @@ def fit_cf_scorer(name: str, seq: Any, cache_dir: str | Path | None = None) -> C
     Models that train with checkpoints (SASRec, NCF, LightGCN, CFGAN) keep them in
     ``<cache>/cf/<data set>-<model>-<data hash>``, so they train once per data set, not per call.
     """
-    import dataclasses
     import hashlib
 
     import numpy as np
 
     try:
-        from llmrec.baselines import TrainData, get_scorer
+        from llmrec.baselines import TrainData, get_checkpointed_scorer
     except ImportError as exc:  # pragma: no cover - baselines ship with the package
         raise ConfigError(f"collaborative model {name!r} needs llmrec.baselines ({exc}); use --retriever text") from exc
+    from llmrec.paths import resolve_cache_dir
+
     train = TrainData(n_users=seq.n_users, n_items=seq.n_items, histories=seq.sequences, ratings=seq.ratings,
                       timestamps=seq.timestamps)  # fmt: skip
-    scorer = get_scorer(name)
-    if any(f.name == "checkpoint_dir" for f in dataclasses.fields(scorer.config)):
-        from llmrec.paths import resolve_cache_dir
-
-        digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:12]
-        folder = resolve_cache_dir(cache_dir) / "cf" / f"{seq.name}-{name}-{digest}"
-        scorer = get_scorer(name, checkpoint_dir=str(folder), resume=True)
-        if (folder / "state.json").is_file():
-            log.info("%s: reusing the model trained for %s in %s", name, seq.name, folder)
-        else:
-            log.warning("%s: training once for %s (minutes), then reused from %s", name, seq.name, folder)
+    digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:12]
+    scorer = get_checkpointed_scorer(name, resolve_cache_dir(cache_dir) / "cf" / f"{seq.name}-{name}-{digest}")
     log.info("fitting %s on %d users x %d items", name, seq.n_users, seq.n_items)
     return scorer.fit(train)
 

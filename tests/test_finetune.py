@@ -55,6 +55,19 @@ def ease(seq: SequenceData):
     return fdata.fit_retriever(seq, "ease")
 
 
+def test_a_slow_retriever_trains_once_per_data_and_seed(seq, tmp_path):
+    first = fdata.fit_retriever(seq, "ncf", {"epochs": 1}, seed=0, cache_dir=tmp_path)
+    folders = list((tmp_path / "finetune").iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith(f"{seq.name}-ncf-train-")
+    stamp = (folders[0] / "state.json").stat().st_mtime
+    again = fdata.fit_retriever(seq, "ncf", {"epochs": 1}, seed=0, cache_dir=tmp_path)
+    assert (folders[0] / "state.json").stat().st_mtime == stamp  # loaded, not trained again
+    histories = [seq.train(0)]
+    assert (first.score([0], histories) == again.score([0], histories)).all()
+    fdata.fit_retriever(seq, "ncf", {"epochs": 1}, seed=1, cache_dir=tmp_path)
+    assert len(list((tmp_path / "finetune").iterdir())) == 2  # another seed is another model
+
+
 # Training examples ------------------------------------------------------------------------------
 def test_examples_come_from_the_training_items_only(seq, ease):
     examples = fdata.build_examples(seq, ease, 60, n_candidates=10, seed=0, mode="insert")

@@ -7,13 +7,18 @@ implicit is imported until a model that needs it is built.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from llmrec.baselines.base import Scorer
 from llmrec.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SearchSpace = Mapping[str, Sequence[Any]]
 
@@ -65,6 +70,26 @@ def scorer_spec(name: str) -> ScorerSpec:
 def get_scorer(name: str, **params: Any) -> Scorer:
     """An unfitted scorer by registry name, with the spec's defaults overridden by ``params``."""
     return scorer_spec(name).build(**params)
+
+
+def get_checkpointed_scorer(name: str, folder: str | Path, **params: Any) -> Scorer:
+    """``get_scorer``, with training checkpoints in ``folder`` resumed: the models that train for minutes
+    (SASRec, NCF, LightGCN, CFGAN) train once per folder and are then loaded; the others are built plainly.
+    The folder's name should identify the data and settings (a resumed checkpoint refuses other data)."""
+    scorer = get_scorer(name, **params)
+    if not any(f.name == "checkpoint_dir" for f in dataclasses.fields(getattr(scorer, "config", None) or _NoConfig)):
+        return scorer
+    folder = Path(folder)
+    if (folder / "state.json").is_file():
+        log.info("%s: reusing the model trained in %s", name, folder)
+    else:
+        log.warning("%s: training once (minutes), then reused from %s", name, folder)
+    return get_scorer(name, **params, checkpoint_dir=str(folder), resume=True)
+
+
+@dataclass
+class _NoConfig:
+    """Stands in for the config of scorers that have none (no checkpoints)."""
 
 
 def scorer_names() -> list[str]:
