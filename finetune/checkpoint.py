@@ -43,6 +43,7 @@ class RunState:
     retriever: dict[str, float] = field(default_factory=dict)
     best_validation: dict[str, Any] = field(default_factory=dict)
     resumed_from: list[int] = field(default_factory=list)
+    skipped_updates: list[int] = field(default_factory=list)  # updates dropped for a non-finite gradient
     config: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -162,7 +162,7 @@ class ExplainTuner:
         return collect_evidence(profile, candidate_for(example.item_id, len(profile.history)), self.dataset.items)
 
     # Training ---------------------------------------------------------------------------------------
-    def train_update(self, step: int) -> float:
+    def train_update(self, step: int) -> tuple[float, bool]:
         cfg = self.cfg
         return accumulated_update(
             self, step, lambda micro: self.batch_loss(seeded_batch(self.examples, micro, cfg.batch_size, cfg.seed))
@@ -202,7 +202,9 @@ class ExplainTuner:
                     self.resumed_at = None
                 tick = time.monotonic()
                 state.step += 1
-                loss = self.train_update(state.step)
+                loss, applied = self.train_update(state.step)
+                if not applied:
+                    state.skipped_updates.append(state.step)
                 state.train_seconds += time.monotonic() - tick
                 state.losses.append([state.step, round(loss, 5)])
                 bar.update(1)
@@ -253,7 +255,8 @@ class ExplainTuner:
                                 "explainer's faithfulness check"},
             "training": {"steps": state.step, "kept_step": state.best_step, "stop_reason": state.stop_reason,
                          "seconds": round(state.elapsed, 1), "train_seconds": round(state.train_seconds, 1),
-                         "losses": state.losses, "evals": state.evals, "resumed_from": state.resumed_from},
+                         "losses": state.losses, "evals": state.evals, "resumed_from": state.resumed_from,
+                         "skipped_updates": state.skipped_updates},
             "validation": {"zero_shot": state.zero_shot, "lora": state.best_validation},
             "config": cfg.to_dict(),
             "reproduce": cards.reproduce_command(self.config_path, self.out, cfg.data_dir, overrides.get("max_steps")),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ def build_lora(cfg: LoraTrainConfig) -> LoraSetup:
     """Prepare the registry model ``cfg.base_model`` and wrap it with LoRA as ``cfg`` says (both tasks)."""
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
     from peft import LoraConfig, get_peft_model
 
@@ -98,6 +100,9 @@ def build_lora(cfg: LoraTrainConfig) -> LoraSetup:
     model = get_peft_model(base, lora)
     model.train()
     cuda = torch.cuda.is_available()
+    # accelerate keeps one process-wide state; the retriever's trainer (SASRec) set it up without mixed
+    # precision, and bf16 here would be refused, so start from a clean state.
+    AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(
         cpu=not cuda, mixed_precision="bf16" if cuda else "no", gradient_accumulation_steps=cfg.grad_accum
     )
@@ -119,23 +124,29 @@ def seeded_batch(examples: Sequence[Any], micro: int, size: int, seed: int) -> l
     return out
 
 
-def accumulated_update(tuner: Any, step: int, loss_of: Callable[[int], Any]) -> float:
+def accumulated_update(tuner: Any, step: int, loss_of: Callable[[int], Any]) -> tuple[float, bool]:
     """One optimizer update of ``tuner`` (its cfg, accelerator, model, optimizer, params): ``grad_accum``
-    forward/backward passes of ``loss_of(micro batch index)``, clipped; returns the mean loss."""
+    forward/backward passes of ``loss_of(micro batch index)``, clipped. Returns the mean loss and whether the
+    update was applied: one whose gradient is not finite is skipped (both bf16 runs on an H200 hit a NaN
+    gradient near update 108, which AdamW would have spread into every LoRA weight)."""
     cfg = tuner.cfg
     for group in tuner.optimizer.param_groups:
         group["lr"] = lr_at(step, cfg)
-    losses = []
+    losses, applied = [], True
     for k in range(cfg.grad_accum):
         with tuner.accelerator.accumulate(tuner.model):
             loss = loss_of((step - 1) * cfg.grad_accum + k)
             tuner.accelerator.backward(loss)
-            if tuner.accelerator.sync_gradients and cfg.grad_clip:
-                tuner.accelerator.clip_grad_norm_(tuner.params, cfg.grad_clip)
-            tuner.optimizer.step()
+            if tuner.accelerator.sync_gradients:
+                norm = tuner.accelerator.clip_grad_norm_(tuner.params, cfg.grad_clip or float("inf"))
+                applied = math.isfinite(float(norm))
+                if not applied:
+                    log.warning("update %d: the gradient is not finite (norm %s); update skipped", step, float(norm))
+            if applied:
+                tuner.optimizer.step()
             tuner.optimizer.zero_grad()
         losses.append(float(loss.detach()))
-    return float(np.mean(losses))
+    return float(np.mean(losses)), applied
 
 
 class FineTuner:
@@ -157,8 +168,9 @@ class FineTuner:
         self.dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir)
         self.seq = preprocess(self.dataset)
         self.retriever_name = fdata.resolve_retriever(cfg.retriever)
-        self.scorer = fdata.fit_retriever(self.seq, self.retriever_name, cfg.retriever_params, cfg.seed,
-                                          resolve_cache_dir(cfg.cache_dir))
+        self.scorer = fdata.fit_retriever(
+            self.seq, self.retriever_name, cfg.retriever_params, cfg.seed, resolve_cache_dir(cfg.cache_dir)
+        )
         self.examples = fdata.build_examples(
             self.seq, self.scorer, cfg.examples, cfg.n_candidates, cfg.seed, cfg.candidates, cfg.min_history
         )
@@ -233,8 +245,8 @@ class FineTuner:
     def batch_at(self, micro: int) -> list[fdata.Example]:
         return seeded_batch(self.examples, micro, self.cfg.batch_size, self.cfg.seed)
 
-    def train_update(self, step: int) -> float:
-        """One optimizer update (``grad_accum`` forward/backward passes); returns the mean loss."""
+    def train_update(self, step: int) -> tuple[float, bool]:
+        """One optimizer update (``grad_accum`` forward/backward passes); the mean loss and whether it applied."""
         import torch
         from torch.nn import functional as F
 
@@ -289,7 +301,9 @@ class FineTuner:
                     state.resumed_from.append(self.resumed_at)
                     self.resumed_at = None
                 state.step += 1
-                loss = self.train_update(state.step)
+                loss, applied = self.train_update(state.step)
+                if not applied:
+                    state.skipped_updates.append(state.step)
                 state.train_seconds += time.monotonic() - tick
                 state.losses.append([state.step, round(loss, 5)])
                 if state.step == 1 or state.step % LOG_EVERY == 0:
@@ -409,6 +423,7 @@ class FineTuner:
             "seconds": round(state.elapsed, 1), "train_seconds": round(state.train_seconds, 1),
             "seconds_per_step": round(state.train_seconds / steps, 2), "device": self.device_name(),
             "losses": state.losses, "evals": state.evals, "resumed_from": state.resumed_from,
+            "skipped_updates": state.skipped_updates,
         }  # fmt: skip
         validation = {
             "users": len(self.valid_cases), "input": "training items", "target": "the validation item",

@@ -176,6 +176,37 @@ def test_learning_rate_warms_up_then_decays():
 
 
 # Config and checkpoints -------------------------------------------------------------------------
+def test_an_update_with_a_non_finite_gradient_is_skipped_and_training_goes_on():
+    import types
+
+    import torch
+    from accelerate import Accelerator
+
+    from finetune.train import accumulated_update
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    params = list(model.parameters())
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=2)
+    model, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, lr=0.1))
+    cfg = LoraTrainConfig(grad_accum=2, grad_clip=1.0, learning_rate=0.1, warmup_steps=0, max_steps=4)
+    tuner = types.SimpleNamespace(cfg=cfg, accelerator=accelerator, model=model, params=params, optimizer=optimizer)
+    x = torch.ones(1, 3)
+    bad = {2}  # the second micro batch of update 1 gives an infinite loss, hence a NaN gradient
+
+    def loss_of(micro: int) -> torch.Tensor:
+        out = model(x).sum()
+        return out * float("inf") if micro + 1 in bad else out**2
+
+    before = [p.detach().clone() for p in params]
+    loss, applied = accumulated_update(tuner, 1, loss_of)
+    assert not applied and not np.isfinite(loss)
+    assert all(torch.equal(a, b) for a, b in zip(before, params))  # nothing moved, no NaN anywhere
+    loss, applied = accumulated_update(tuner, 2, loss_of)
+    assert applied and np.isfinite(loss)
+    assert all(torch.isfinite(p).all() for p in params) and not all(torch.equal(a, b) for a, b in zip(before, params))
+
+
 def test_shipped_configs_load_and_every_setting_has_help():
     smoke, default = load_config(CONFIGS / "smoke.toml"), load_config(CONFIGS / "default.toml")
     assert smoke.base_model == "smollm2-135m-instruct"
@@ -340,6 +371,26 @@ def test_explainer_pairs_use_training_items_and_pass_the_faithfulness_check(seq)
     valid = build_explain_examples(seq, ITEMS, explainer, held_out_positions(seq, held), seed=1, max_history=5)
     assert [p.user for p in valid] == held
     assert len({p.target for p in pairs}) > 3  # several phrasings, not one template
+
+
+def test_explainer_targets_lead_with_a_liked_film_and_never_repeat_the_collaborative_line(seq):
+    from finetune.explain_data import build_explain_examples, training_positions
+    from llmrec.explanation import LLMExplainer
+
+    explainer = LLMExplainer(FakeLLM(), ITEMS)
+    positions = training_positions(seq, 40, seed=0, min_history=1, exclude=set())
+    pairs = build_explain_examples(seq, ITEMS, explainer, positions, seed=0, max_history=5)
+    assert pairs
+    led = 0
+    for pair in pairs:
+        assert "histories overlap" not in pair.target and "chose it" not in pair.target
+        marker = "similar to items the user liked: "
+        content = pair.messages[-1]["content"]
+        if marker in content:  # the evidence names a liked film: every target names the first one
+            led += 1
+            first = content.split(marker)[1].split(")")[0] + ")"
+            assert first in pair.target, (first, pair.target)
+    assert led
 
 
 def test_every_phrasing_is_checked_and_an_invented_one_is_dropped(monkeypatch, seq):
