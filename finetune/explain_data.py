@@ -20,7 +20,7 @@ import numpy as np
 from finetune.data import profile_for, sample_positions
 from llmrec.data.split import SequenceData
 from llmrec.evidence import collect_evidence
-from llmrec.explanation import LLMExplainer, template_explanation
+from llmrec.explanation import LLMExplainer
 from llmrec.types import Candidate, Evidence, Item
 
 
@@ -39,26 +39,30 @@ def _join(values: Sequence[str], limit: int) -> str:
 
 
 def phrasings(item: Item, evidence: Evidence, kind: str) -> list[str]:
-    """Sentences that say only what ``evidence`` holds, in several styles (the template's is always one)."""
-    out = [template_explanation(item, evidence, kind)]
+    """Sentences that say only what ``evidence`` holds, in several styles. When the user liked a similar
+    film, every sentence leads with it; none repeats the collaborative line (adapters v1 and v2, trained
+    with it among the targets, answered 150-160 of 200 users with that line alone)."""
     similar, genres = evidence.similar_liked, evidence.shared_genres
     words = [*evidence.shared_keywords[:2], *evidence.shared_tags[:1]]
-    if similar and genres:
-        out.append(f"Since you enjoyed {_join(similar, 2)}, this {_join(genres, 2).lower()} {kind} should suit you "
-                   "too.")  # fmt: skip
-        mix = f"mixes {_join(genres, 2).lower()}" if len(genres) > 1 else f"is {genres[0].lower()} too"
-        out.append(f"Like {_join(similar, 1)}, which you enjoyed, it {mix}.")
-    if similar and words:
-        out.append(f"Fans of {_join(similar, 1)} tend to like it: it has {_join(words, 2)} in common with your "
-                   "favourites.")  # fmt: skip
-    if genres and not similar:
+    if similar:
+        pronoun = "them" if len(similar) > 1 else "it"
+        out = [f"You liked {_join(similar, 2)}, and this {kind} is close to {pronoun}."]
+        if genres:
+            out.append(f"Since you enjoyed {_join(similar, 2)}, this {_join(genres, 2).lower()} {kind} should suit "
+                       "you too.")  # fmt: skip
+            mix = f"mixes {_join(genres, 2).lower()}" if len(genres) > 1 else f"is {genres[0].lower()} too"
+            out.append(f"Like {_join(similar, 1)}, which you enjoyed, it {mix}.")
+        if words:
+            out.append(f"Fans of {_join(similar, 1)} tend to like it: it has {_join(words, 2)} in common with your "
+                       "favourites.")  # fmt: skip
+        return out
+    out = []
+    if genres:
         out.append(f"It brings the {_join(genres, 3).lower()} you keep coming back to.")
     if words:
         out.append(f"It shares {_join(words, 3)} with {kind}s you rated highly.")
     if evidence.matched_preferences:
         out.append(f"It fits what you asked for: {_join(evidence.matched_preferences, 2)}.")
-    if evidence.collaborative and similar:
-        out.append(f"People with tastes like yours chose it, and it sits close to {_join(similar, 1)}.")
     return out
 
 
