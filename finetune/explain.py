@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from finetune import card as cards
 from finetune import checkpoint as ckpt
 from finetune import data as fdata
 from finetune.checkpoint import RunState
-from finetune.config import LoraTrainConfig
 from finetune.explain_data import (
     ExplainExample,
     build_explain_examples,
@@ -30,6 +28,7 @@ from finetune.explain_data import (
     held_out_positions,
     training_positions,
 )
+from finetune.loop import TrainingLoop
 from finetune.train import accumulated_update, build_lora, seeded_batch
 from llmrec.errors import ConfigError
 
@@ -72,12 +71,10 @@ def encode_pair(tokenizer: Any, example: ExplainExample) -> tuple[list[int], int
     return full, len(prompt)
 
 
-class ExplainTuner:
+class ExplainTuner(TrainingLoop):
     """One explainer run: pairs, model, loop, output. ``run()`` returns the adapter folder."""
 
-    def __init__(self, cfg: LoraTrainConfig, out: Path, config_path: str | None = None) -> None:
-        self.cfg, self.out, self.config_path = cfg, Path(out), config_path
-        self.resumed_at: int | None = None
+    bar_label = "finetune explainer"
 
     def prepare(self) -> None:
         from llmrec.data import load_dataset, preprocess
@@ -102,10 +99,6 @@ class ExplainTuner:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         log.info("explainer pairs: %d for training, %d held out (%d users)", len(self.examples), len(self.valid),
                  len(held))  # fmt: skip
-
-    @property
-    def peft_model(self) -> Any:
-        return self.accelerator.unwrap_model(self.model)
 
     # Loss and validation --------------------------------------------------------------------------
     def batch_loss(self, batch: list[ExplainExample]) -> Any:
@@ -169,14 +162,9 @@ class ExplainTuner:
         )
 
     def start(self, resume: bool) -> RunState:
-        saved = ckpt.read_state(self.out) if resume else None
-        if saved is not None:
-            ckpt.check_compatible(saved.get("config", {}), self.cfg.to_dict())
-            state = RunState.from_dict(ckpt.load_checkpoint(self.out, self.peft_model, self.optimizer))
-            state.config, state.stop_reason = self.cfg.to_dict(), ""
-            self.resumed_at = state.step
-            return state
-        ckpt.discard_checkpoint(self.out)
+        resumed = self.resumed_state(resume)
+        if resumed is not None:
+            return resumed
         state = RunState(config=self.cfg.to_dict())
         state.zero_shot = {"loss": round(self.valid_loss(), 5), **self.faithfulness(adapter=False)}
         state.evals.append({"step": 0, "loss": state.zero_shot["loss"]})
@@ -185,41 +173,9 @@ class ExplainTuner:
                  state.zero_shot["faithful"], state.zero_shot["pairs"])  # fmt: skip
         return state
 
-    def loop(self, state: RunState) -> None:
-        from llmrec.progress import progress_bar
-
-        cfg = self.cfg
-        clock, base_elapsed = time.monotonic(), state.elapsed
-        bar = progress_bar("finetune explainer", total=cfg.max_steps, unit="step")
-        bar.update(state.step)
-        try:
-            while state.step < cfg.max_steps:
-                if cfg.max_seconds and state.elapsed >= cfg.max_seconds:
-                    state.stop_reason = f"time budget of {cfg.max_seconds:g} s reached"
-                    break
-                if self.resumed_at is not None:
-                    state.resumed_from.append(self.resumed_at)
-                    self.resumed_at = None
-                tick = time.monotonic()
-                state.step += 1
-                loss, applied = self.train_update(state.step)
-                if not applied:
-                    state.skipped_updates.append(state.step)
-                state.train_seconds += time.monotonic() - tick
-                state.losses.append([state.step, round(loss, 5)])
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}")
-                state.elapsed = base_elapsed + time.monotonic() - clock
-                if cfg.eval_every and state.step % cfg.eval_every == 0:
-                    state.evals.append({"step": state.step, "loss": round(self.valid_loss(), 5)})
-                    log.info("step %d: loss %.4f, held-out loss %.4f", state.step, loss, state.evals[-1]["loss"])
-                    ckpt.save_checkpoint(self.out, self.peft_model, self.optimizer, vars(state).copy())
-            else:
-                state.stop_reason = state.stop_reason or f"max_steps={cfg.max_steps} reached"
-        finally:
-            bar.close()
-        state.elapsed = base_elapsed + time.monotonic() - clock
-        ckpt.save_checkpoint(self.out, self.peft_model, self.optimizer, vars(state).copy())
+    def evaluate_during(self, state: RunState, loss: float) -> None:
+        state.evals.append({"step": state.step, "loss": round(self.valid_loss(), 5)})
+        log.info("step %d: loss %.4f, held-out loss %.4f", state.step, loss, state.evals[-1]["loss"])
 
     def finish(self, state: RunState) -> None:
         """Validate the final weights and keep them when they are at least as faithful as zero-shot."""

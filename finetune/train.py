@@ -41,11 +41,10 @@ from finetune.evaluate import (
     retrieval_ceiling,
     score_prompts,
 )
+from finetune.loop import TrainingLoop
 from llmrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-LOG_EVERY = 5  # updates between loss lines in the log (the progress bar shows every one)
 
 SPLIT_DESCRIPTION = (
     "leave-one-out by timestamp (LlamaRec): last item = test, second-to-last = validation, the rest = training; "
@@ -149,15 +148,12 @@ def accumulated_update(tuner: Any, step: int, loss_of: Callable[[int], Any]) -> 
     return float(np.mean(losses)), applied
 
 
-class FineTuner:
+class FineTuner(TrainingLoop):
     """One run: data, model, loop, output. ``run()`` returns the adapter folder."""
 
     def __init__(self, cfg: LoraTrainConfig, out: Path, config_path: str | None = None) -> None:
-        self.cfg = cfg
-        self.out = Path(out)
-        self.config_path = config_path
+        super().__init__(cfg, out, config_path)
         self.n_labels = cfg.n_candidates
-        self.resumed_at: int | None = None  # the checkpoint's step, until the first update after it
 
     # Set-up ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -205,10 +201,6 @@ class FineTuner:
                  "all" if layers is None else len(layers), n_trainable)  # fmt: skip
 
     # Scoring --------------------------------------------------------------------------------
-    @property
-    def peft_model(self) -> Any:
-        return self.accelerator.unwrap_model(self.model)
-
     def score(self, encoded: list[list[int]], adapter: bool = True, desc: str = "scoring") -> np.ndarray:
         model = self.peft_model
         context = contextlib.nullcontext() if adapter else model.disable_adapter()
@@ -277,69 +269,23 @@ class FineTuner:
                  state.best_step)  # fmt: skip
         return bool(self.cfg.patience) and state.bad_evals >= self.cfg.patience
 
-    def save(self, state: RunState) -> None:
-        ckpt.save_checkpoint(self.out, self.peft_model, self.optimizer, vars(state).copy())
+    def evaluate_during(self, state: RunState, loss: float) -> None:
+        self.evaluate_step(state)
 
-    def loop(self, state: RunState) -> None:
-        from llmrec.progress import progress_bar
+    def early_stop(self, state: RunState) -> str:
+        if self.cfg.patience and state.bad_evals >= self.cfg.patience:
+            return f"early stop: no improvement in {self.cfg.patience} validations"
+        return ""
 
-        cfg = self.cfg
-        clock = time.monotonic()
-        base_elapsed = state.elapsed
-        bar = progress_bar("finetune", total=cfg.max_steps, unit="step")
-        bar.update(state.step)
-        try:
-            while state.step < cfg.max_steps:
-                if cfg.patience and state.bad_evals >= cfg.patience:
-                    state.stop_reason = f"early stop: no improvement in {cfg.patience} validations"
-                    break
-                if cfg.max_seconds and state.elapsed >= cfg.max_seconds:
-                    state.stop_reason = f"time budget of {cfg.max_seconds:g} s reached"
-                    break
-                tick = time.monotonic()
-                if self.resumed_at is not None:
-                    state.resumed_from.append(self.resumed_at)
-                    self.resumed_at = None
-                state.step += 1
-                loss, applied = self.train_update(state.step)
-                if not applied:
-                    state.skipped_updates.append(state.step)
-                state.train_seconds += time.monotonic() - tick
-                state.losses.append([state.step, round(loss, 5)])
-                if state.step == 1 or state.step % LOG_EVERY == 0:
-                    log.info("step %d/%d: loss %.4f, %.1f s per step", state.step, cfg.max_steps, loss,
-                             state.train_seconds / max(1, len(state.losses)))  # fmt: skip
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", best=f"{state.best_metric:.4f}")
-                state.elapsed = base_elapsed + time.monotonic() - clock
-                if cfg.eval_every and state.step % cfg.eval_every == 0:
-                    self.evaluate_step(state)
-                    state.elapsed = base_elapsed + time.monotonic() - clock
-                    self.save(state)
-            else:
-                state.stop_reason = state.stop_reason or f"max_steps={cfg.max_steps} reached"
-        finally:
-            bar.close()
+    def after_loop(self, state: RunState) -> None:
         if not state.evals or state.evals[-1]["step"] != state.step:
             self.evaluate_step(state)
-        state.elapsed = base_elapsed + time.monotonic() - clock
-        self.save(state)
-        log.info("training stopped at step %d (%s)", state.step, state.stop_reason)
 
     # The whole run --------------------------------------------------------------------------
     def start(self, resume: bool) -> RunState:
-        saved = ckpt.read_state(self.out) if resume else None
-        if saved is not None:
-            ckpt.check_compatible(saved.get("config", {}), self.cfg.to_dict())
-            raw = ckpt.load_checkpoint(self.out, self.peft_model, self.optimizer)
-            state = RunState.from_dict(raw)
-            state.config = self.cfg.to_dict()
-            self.resumed_at = state.step
-            state.stop_reason = ""
-            return state
-        if resume:
-            log.warning("no checkpoint in %s; starting a new run", ckpt.checkpoint_dir(self.out))
-        ckpt.discard_checkpoint(self.out)
+        resumed = self.resumed_state(resume)
+        if resumed is not None:
+            return resumed
         state = RunState(config=self.cfg.to_dict())
         state.retriever = self.metrics(self.valid_cases, None)
         state.zero_shot = self.validate(adapter=False)
