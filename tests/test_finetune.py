@@ -418,7 +418,9 @@ def explain_smoke(tmp_path_factory, shared_data: Path, session_cache: Path) -> P
     from finetune import run_finetune
 
     cfg = load_config(CONFIGS / "explain-smoke.toml").replace(data_dir=str(shared_data), cache_dir=str(session_cache))
-    return run_finetune(cfg, tmp_path_factory.mktemp("explain-adapter"))
+    out = tmp_path_factory.mktemp("explain-adapter")
+    run_finetune(cfg.replace(max_steps=2), out)  # two updates, then resumed to the config's three
+    return run_finetune(cfg, out, resume=True)
 
 
 @pytest.mark.real_model
@@ -428,6 +430,7 @@ def test_explainer_smoke_run_writes_an_adapter_card_with_faithfulness(explain_sm
     assert card["task"] == "explain" and card["base_model"] == SMOKE_MODEL
     assert (explain_smoke / "adapter_model.safetensors").is_file() and not list(explain_smoke.glob("*.bin"))
     assert card["training"]["steps"] == 3 and all(math.isfinite(loss) for _, loss in card["training"]["losses"])
+    assert card["training"]["resumed_from"] == [2] and [s for s, _ in card["training"]["losses"]] == [1, 2, 3]
     for key in ("zero_shot", "lora"):
         result = card["validation"][key]
         assert result["pairs"] == 2 and 0 <= result["faithful"] <= 2 and math.isfinite(result["loss"])
