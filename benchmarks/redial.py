@@ -26,7 +26,6 @@ import logging
 import re
 import tempfile
 import time
-import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,22 +37,10 @@ from llmrec.chat.engine import Conversation
 from llmrec.chat.store import ProfileStore
 from llmrec.config import RecommenderConfig
 from llmrec.pipeline import Recommender
+from llmrec.profile import normalise_title, split_title_year
 
 KS = (1, 10, 50)
 _MENTION = re.compile(r"@(\d+)")
-_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
-_ARTICLE = re.compile(r"^(the|a|an) ")
-
-
-def normalise(title: str) -> str:
-    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode().lower()
-    text = re.sub(r"[^a-z0-9 ]+", " ", text.replace("&", " and "))
-    return _ARTICLE.sub("", " ".join(text.split()))
-
-
-def split_year(name: str) -> tuple[str, int | None]:
-    match = _YEAR.search(name)
-    return (name[: match.start()].strip(), int(match[1])) if match else (name.strip(), None)
 
 
 class CatalogueMap:
@@ -62,14 +49,14 @@ class CatalogueMap:
     def __init__(self, items: Any) -> None:
         self.by_key: dict[tuple[str, int | None], str] = {}
         for item in items:
-            title, _ = split_year(item.display_title)
-            self.by_key.setdefault((normalise(title), item.year), item.item_id)
+            title, _ = split_title_year(item.display_title)
+            self.by_key.setdefault((normalise_title(title), item.year), item.item_id)
             if "(" in title:  # "Seven (a.k.a. Se7en)": the main title too
-                self.by_key.setdefault((normalise(title.split("(")[0]), item.year), item.item_id)
+                self.by_key.setdefault((normalise_title(title.split("(")[0]), item.year), item.item_id)
 
     def find(self, name: str) -> str | None:
-        title, year = split_year(name)
-        key = normalise(title)
+        title, year = split_title_year(name)
+        key = normalise_title(title)
         for y in (year, (year or 0) - 1, (year or 0) + 1) if year else (None,):
             if (key, y) in self.by_key:
                 return self.by_key[(key, y)]

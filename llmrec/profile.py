@@ -136,7 +136,8 @@ def normalise_title(title: str) -> str:
     return " ".join(re.sub(r"[^0-9a-z]+", " ", text).split())
 
 
-def _split_query(query: str) -> tuple[str, int | None]:
+def split_title_year(query: str) -> tuple[str, int | None]:
+    """``"Heat (1995)"`` -> ``("Heat", 1995)``; a title without a year gets None."""
     m = re.match(r"^\s*(.*?)\s*\((\d{4})\)\s*$", query)
     return (m.group(1), int(m.group(2))) if m else (query.strip(), None)
 
@@ -161,7 +162,7 @@ def resolve_title(query: str, items: Mapping[str, Item], popularity: Mapping[str
     """The catalogue item a person means by ``query``; DataError with the closest three when unsure."""
     from rapidfuzz import fuzz, process
 
-    title, year = _split_query(query)
+    title, year = split_title_year(query)
     wanted = normalise_title(title)
     if not wanted:
         raise DataError(f"--like {query!r} has no title in it; write it as 'Title (Year)'")
