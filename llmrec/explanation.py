@@ -90,6 +90,9 @@ def allowed_text(item: Item, evidence: Evidence) -> str:
 
 
 _LIKED_VERBS = "liked|loved|enjoyed|adored|watched|rated|saw|have seen|already liked|really liked"
+# "Like Heat (1995), you enjoyed it." says the user liked the recommended film; "which you enjoyed, it mixes"
+# and "you enjoyed this kind of film" do not (read on the raw text: the comma matters).
+_LIKED_IT = re.compile(rf"\byou (?:{_LIKED_VERBS}) (?:it\b|this\b(?! (?:kind|sort|type|genre|style|mix|way)\b))")
 
 
 def unsupported_claims(text: str, item: Item, evidence: Evidence, vocab: Vocabulary) -> list[str]:
@@ -110,7 +113,8 @@ def unsupported_claims(text: str, item: Item, evidence: Evidence, vocab: Vocabul
     own = _norm(re.sub(r"\s*\(\d{4}\)$", "", item.display_title))
     liked = {_norm(t) for t in evidence.similar_liked} | {_norm(re.sub(r"\s*\(\d{4}\)$", "", t))
                                                          for t in evidence.similar_liked}  # fmt: skip
-    if own and own not in liked and re.search(rf"\byou (?:{_LIKED_VERBS}) (?:the )?{re.escape(own)}\b", lowered):
+    by_name = own and own not in liked and re.search(rf"\byou (?:{_LIKED_VERBS}) (?:the )?{re.escape(own)}\b", lowered)
+    if by_name or _LIKED_IT.search(text.lower()):
         problems.append(f"says you liked {item.display_title} itself")
     return sorted(set(problems))
 

@@ -141,6 +141,12 @@ def test_saying_the_user_liked_the_recommended_item_itself_is_rejected():
     assert unsupported_claims("Toy Story is Animation, like films you enjoyed.", toy_story, Evidence(), vocab) == []
     shrek = Evidence(similar_liked=("Shrek (2001)",))
     assert unsupported_claims("You enjoyed Shrek (2001), and this is Animation too.", toy_story, shrek, vocab) == []
+    for text in ("Like Shrek (2001), you enjoyed it.", "Like Shrek (2001), you enjoyed this movie.",
+                 "You have seen it: Shrek (2001) fans rate it Animation."):  # fmt: skip
+        assert unsupported_claims(text, toy_story, shrek, vocab) == ["says you liked Toy Story (1995) itself"], text
+    for text in ("Like Shrek (2001), which you enjoyed, it is Animation.",
+                 "You enjoyed Shrek (2001), and you enjoyed this kind of Animation."):  # fmt: skip
+        assert unsupported_claims(text, toy_story, shrek, vocab) == [], text
 
 
 def test_a_number_inside_an_allowed_title_is_allowed():
