@@ -2,7 +2,7 @@
 
     python benchmarks/llm.py --data-dir ../shared/data [--model qwen2.5-coder-0.5b-instruct]
         [--users 20] [--faithfulness-users 200] [--dtypes float32,bfloat16]
-        [--explain-adapter DIR | --zero-shot] [--records FILE.jsonl]
+        [--explain-adapter DIR | --zero-shot] [--records FILE.jsonl] [--recheck A.jsonl,B.jsonl]
 
 Prints one JSON object. Candidates come from EASE (fitted on every user's full history), the
 explanations from the LLM explainer with its faithfulness check and template fallback. The explainer
@@ -17,6 +17,7 @@ import resource
 import statistics
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,9 @@ def main() -> None:
     parser.add_argument("--zero-shot", action="store_true", help="explain with the base model, no adapter")
     parser.add_argument("--records", default=None, help="write each faithfulness record to this JSONL file")
     parser.add_argument("--skip", type=int, default=0, help="start after this many sampled users (to shard a run)")
+    parser.add_argument("--recheck", default=None,
+                        help="comma-separated JSONL files of --records: check their sentences again with today's "
+                             "check (same users, same evidence) instead of generating")  # fmt: skip
     args = parser.parse_args()
     from llmrec.pipeline import default_adapter
 
@@ -58,6 +62,9 @@ def main() -> None:
     retriever = CollaborativeRetriever(fit_cf_scorer("ease", seq), seq, label="ease", items=ds.items)
     rng = np.random.default_rng(0)
     users = [seq.user_ids[u] for u in rng.permutation(seq.n_users)]
+    if args.recheck:
+        recheck(args.recheck.split(","), ds, users, retriever)
+        return
     folder = prepare_model(args.model)
     report: dict = {"model": args.model, "adapter": args.adapter, "explain_adapter": str(explain_adapter or ""),
                     "threads": args.threads, "dtypes": {}}  # fmt: skip
@@ -133,6 +140,36 @@ def main() -> None:
     }  # fmt: skip
     report["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps(report, indent=2))
+
+
+def recheck(files: list[str], ds: Any, users: list[str], retriever: Any) -> None:
+    """Faithfulness of recorded sentences under the current check: what the check would keep now."""
+    recorded: dict[str, dict] = {}
+    for name in files:
+        with open(name, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    record = json.loads(line)
+                    recorded[str(record["user"])] = record
+    explainer = LLMExplainer(None, ds.items)  # type: ignore[arg-type]  # check() needs no model
+    kept_then = kept_now = 0
+    reasons: dict[str, int] = {}
+    for user in [u for u in users if str(u) in recorded]:
+        record = recorded[str(user)]
+        profile = history_profile(ds, user)
+        cands = retriever.retrieve(profile, 1)
+        item = ds.items[cands[0].item_id]
+        if item.display_title != record["item"]:
+            raise SystemExit(f"error: user {user} was explained {record['item']!r}, now {item.display_title!r}")
+        _, problems = explainer.check(record["text"], item, collect_evidence(profile, cands[0], ds.items))
+        kept_then += bool(record["kept"])
+        kept_now += not problems
+        for p in problems[:3]:
+            reasons[p] = reasons.get(p, 0) + 1
+    n = len(recorded)
+    print(json.dumps({"users": n, "kept_when_recorded": kept_then, "kept_now": kept_now,
+                      "kept_now_share": kept_now / n if n else 0.0,
+                      "top_rejection_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:10])}, indent=2))
 
 
 if __name__ == "__main__":
