@@ -113,10 +113,22 @@ def unsupported_claims(text: str, item: Item, evidence: Evidence, vocab: Vocabul
     own = _norm(re.sub(r"\s*\(\d{4}\)$", "", item.display_title))
     liked = {_norm(t) for t in evidence.similar_liked} | {_norm(re.sub(r"\s*\(\d{4}\)$", "", t))
                                                          for t in evidence.similar_liked}  # fmt: skip
+    problems += partial_titles(text, item, evidence)
     by_name = own and own not in liked and re.search(rf"\byou (?:{_LIKED_VERBS}) (?:the )?{re.escape(own)}\b", lowered)
     if by_name or _LIKED_IT.search(text.lower()):
         problems.append(f"says you liked {item.display_title} itself")
     return sorted(set(problems))
+
+
+_YEAR_IN_PARENS = re.compile(r"\((\d{4})\)")
+
+
+def partial_titles(text: str, item: Item, evidence: Evidence) -> list[str]:
+    """Years in ``text`` not preceded by a whole title the evidence names: "Like Vietnam (1987)" for
+    "Good Morning, Vietnam (1987)" passes the word check but misnames the film."""
+    titles = [_norm(t) for t in (item.display_title, *evidence.similar_liked)]
+    return [f"a partial title before ({m[1]})" for m in _YEAR_IN_PARENS.finditer(text)
+            if not any(_norm(text[: m.end()]).endswith(t) for t in titles if t)]  # fmt: skip
 
 
 def names_evidence(text: str, item: Item, evidence: Evidence) -> bool:

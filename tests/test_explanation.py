@@ -132,6 +132,18 @@ def test_ordinary_phrasing_is_not_mistaken_for_claims():
     assert unsupported_claims(text, ITEMS["3"], collect_evidence(PROFILE, Candidate("3", 1.0), ITEMS), vocab) == []
 
 
+def test_a_year_must_follow_a_whole_title_from_the_evidence():
+    vocab = Vocabulary.from_items(ITEMS)
+    toy_story = ITEMS["1"]
+    liked = Evidence(similar_liked=("Good Morning, Vietnam (1987)", "Seven (a.k.a. Se7en) (1995)"))
+    assert unsupported_claims("Like Vietnam (1987), it is Animation.", toy_story, liked, vocab) == [
+        "a partial title before (1987)"
+    ]
+    for text in ("Like Good Morning, Vietnam (1987), it is Animation.",
+                 "Since you enjoyed Seven (a.k.a. Se7en) (1995), try Toy Story (1995)."):  # fmt: skip
+        assert unsupported_claims(text, toy_story, liked, vocab) == [], text
+
+
 def test_saying_the_user_liked_the_recommended_item_itself_is_rejected():
     vocab = Vocabulary.from_items(ITEMS)
     toy_story = ITEMS["1"]
