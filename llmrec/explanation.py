@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from llmrec.evidence import collect_evidence, evidence_lines
 from llmrec.llm.base import LLM
+from llmrec.profile import split_title_year
 from llmrec.prompts import PromptTemplate, load_prompt
 from llmrec.safety import fence, sanitize_output
 from llmrec.types import Candidate, Evidence, Item, Recommendation, UserProfile
@@ -110,9 +111,8 @@ def unsupported_claims(text: str, item: Item, evidence: Evidence, vocab: Vocabul
     problems += [n for n in _NUMBER.findall(text) if n not in numbers]
     lowered = f" {_norm(text)} "
     problems += [c for c in _CLAIMS if f" {c}" in lowered and f" {c}" not in allowed]
-    own = _norm(re.sub(r"\s*\(\d{4}\)$", "", item.display_title))
-    liked = {_norm(t) for t in evidence.similar_liked} | {_norm(re.sub(r"\s*\(\d{4}\)$", "", t))
-                                                         for t in evidence.similar_liked}  # fmt: skip
+    own = _norm(split_title_year(item.display_title)[0])
+    liked = {_norm(t) for t in evidence.similar_liked} | {_norm(split_title_year(t)[0]) for t in evidence.similar_liked}
     problems += partial_titles(text, item, evidence)
     by_name = own and own not in liked and re.search(rf"\byou (?:{_LIKED_VERBS}) (?:the )?{re.escape(own)}\b", lowered)
     if by_name or _LIKED_IT.search(text.lower()):
@@ -141,7 +141,7 @@ def names_evidence(text: str, item: Item, evidence: Evidence) -> bool:
     if not specific:
         return True
     lowered = f" {_norm(text)} "
-    names = [re.sub(r"\s*\(\d{4}\)$", "", t) for t in evidence.similar_liked] + specific + list(item.genres)
+    names = [split_title_year(t)[0] for t in evidence.similar_liked] + specific + list(item.genres)
     return any(f" {_norm(name)} " in lowered for name in names if _norm(name))
 
 
