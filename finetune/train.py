@@ -127,7 +127,7 @@ def accumulated_update(tuner: Any, step: int, loss_of: Callable[[int], Any]) -> 
     """One optimizer update of ``tuner`` (its cfg, accelerator, model, optimizer, params): ``grad_accum``
     forward/backward passes of ``loss_of(micro batch index)``, clipped. Returns the mean loss and whether the
     update was applied: one whose gradient is not finite is skipped (both bf16 runs on an H200 hit a NaN
-    gradient near update 108, which AdamW would have spread into every LoRA weight)."""
+    gradient at update 107, which AdamW would have spread into every LoRA weight)."""
     cfg = tuner.cfg
     for group in tuner.optimizer.param_groups:
         group["lr"] = lr_at(step, cfg)
@@ -251,8 +251,8 @@ class FineTuner(TrainingLoop):
 
         return accumulated_update(self, step, loss_of)
 
-    def evaluate_step(self, state: RunState) -> bool:
-        """Validate, keep the adapter when it is the best so far; True when patience ran out."""
+    def evaluate_step(self, state: RunState) -> None:
+        """Validate, keep the adapter when it is the best so far (``early_stop`` reads the patience count)."""
         start = time.monotonic()
         metrics = self.validate()
         ndcg = metrics["ndcg@10"]
@@ -267,7 +267,6 @@ class FineTuner(TrainingLoop):
             state.bad_evals += 1
         log.info("step %d: validation NDCG@10 %.4f (best %.4f at step %d)", state.step, ndcg, state.best_metric,
                  state.best_step)  # fmt: skip
-        return bool(self.cfg.patience) and state.bad_evals >= self.cfg.patience
 
     def evaluate_during(self, state: RunState, loss: float) -> None:
         self.evaluate_step(state)
