@@ -113,16 +113,12 @@ def main() -> None:
     records = open(args.records, "w", encoding="utf-8") if args.records else None  # noqa: SIM115
     start = time.perf_counter()
     for user in users[args.skip : args.skip + args.faithfulness_users]:
-        profile = history_profile(ds, user)
-        cands = retriever.retrieve(profile, 1)
-        item = ds.items[cands[0].item_id]
-        evidence = collect_evidence(profile, cands[0], ds.items)
+        item, evidence = first_recommendation(ds, retriever, user)
         raw = llm.generate(explainer.messages(item, evidence), 60)
         text, problems = explainer.check(raw, item, evidence)
+        count_reasons(reasons, problems)
         if problems:
             rejected += 1
-            for p in problems[:3]:
-                reasons[p] = reasons.get(p, 0) + 1
             text = template_explanation(item, evidence)  # what the user is shown instead
         else:
             kept += 1
@@ -142,6 +138,18 @@ def main() -> None:
     print(json.dumps(report, indent=2))
 
 
+def first_recommendation(ds: Any, retriever: Any, user: str) -> tuple[Any, Any]:
+    """The item the faithfulness runs explain for ``user`` (EASE's first) and its evidence."""
+    profile = history_profile(ds, user)
+    candidate = retriever.retrieve(profile, 1)[0]
+    return ds.items[candidate.item_id], collect_evidence(profile, candidate, ds.items)
+
+
+def count_reasons(reasons: dict[str, int], problems: list[str]) -> None:
+    for problem in problems[:3]:
+        reasons[problem] = reasons.get(problem, 0) + 1
+
+
 def recheck(files: list[str], ds: Any, users: list[str], retriever: Any) -> None:
     """Faithfulness of recorded sentences under the current check: what the check would keep now."""
     recorded: dict[str, dict] = {}
@@ -156,16 +164,13 @@ def recheck(files: list[str], ds: Any, users: list[str], retriever: Any) -> None
     reasons: dict[str, int] = {}
     for user in [u for u in users if str(u) in recorded]:
         record = recorded[str(user)]
-        profile = history_profile(ds, user)
-        cands = retriever.retrieve(profile, 1)
-        item = ds.items[cands[0].item_id]
+        item, evidence = first_recommendation(ds, retriever, user)
         if item.display_title != record["item"]:
             raise SystemExit(f"error: user {user} was explained {record['item']!r}, now {item.display_title!r}")
-        _, problems = explainer.check(record["text"], item, collect_evidence(profile, cands[0], ds.items))
+        _, problems = explainer.check(record["text"], item, evidence)
         kept_then += bool(record["kept"])
         kept_now += not problems
-        for p in problems[:3]:
-            reasons[p] = reasons.get(p, 0) + 1
+        count_reasons(reasons, problems)
     n = len(recorded)
     print(json.dumps({"users": n, "kept_when_recorded": kept_then, "kept_now": kept_now,
                       "kept_now_share": kept_now / n if n else 0.0,
