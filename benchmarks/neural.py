@@ -55,8 +55,6 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.verbose:
         logging.getLogger("llmrec.baselines.training").setLevel(logging.DEBUG)
-    import llmrec.baselines.neural  # noqa: F401  registers the four models if registry.py does not yet
-
     data = load_dataset(args.dataset, data_dir=args.data_dir)
     seq = preprocess(data)
     split = loo_split(seq, args.seed)

@@ -40,7 +40,6 @@ def train_data(validation: bool = False, seed: int = 0) -> TrainData:
 
 
 def build(name: str, **params):
-    import llmrec.baselines.neural  # noqa: F401  (registers the four models)
     from llmrec.baselines.registry import get_scorer
 
     return get_scorer(name, **{**TINY[name], **COMMON, **params})
@@ -170,6 +169,14 @@ def test_config_errors_name_the_value() -> None:
 
 
 def test_importing_the_registry_stays_cheap() -> None:
-    code = "import sys, llmrec.baselines, llmrec.baselines.neural; print('torch' in sys.modules)"
+    code = ("import sys, llmrec.baselines as b; names = b.scorer_names(); "
+            "print('torch' in sys.modules, 'sasrec' in names)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False True"
+
+
+def test_builtin_models_are_registered_by_an_explicit_call_not_an_import() -> None:
+    code = ("import sys, llmrec.baselines.registry as r; import llmrec.baselines.builtin; "
+            "print(len(r._REGISTRY), 'sasrec' in r.scorer_names(), len(r._REGISTRY) > 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0 True True"

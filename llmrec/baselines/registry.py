@@ -36,6 +36,22 @@ class ScorerSpec:
 
 
 _REGISTRY: dict[str, ScorerSpec] = {}
+_BUILTINS_ADDED = False
+
+
+def _registry() -> dict[str, ScorerSpec]:
+    """The registry, with the built-in models of ``llmrec.baselines.builtin`` added on first use.
+
+    The built-ins are registered by an explicit call, not by importing a module for its side effect
+    (no import loop: ``builtin`` imports this module, never the other way round at import time).
+    """
+    global _BUILTINS_ADDED
+    if not _BUILTINS_ADDED:
+        _BUILTINS_ADDED = True
+        from llmrec.baselines.builtin import register_builtin_scorers
+
+        register_builtin_scorers(register_scorer)
+    return _REGISTRY
 
 
 def register_scorer(
@@ -47,7 +63,8 @@ def register_scorer(
     replace: bool = False,
 ) -> ScorerSpec:
     """Add a scorer under ``name``; re-registering a name needs ``replace=True``."""
-    if name in _REGISTRY and not replace:
+    registry = _registry()
+    if name in registry and not replace:
         raise ConfigError(f"scorer {name!r} is already registered; pass replace=True to override it")
     spec = ScorerSpec(
         name,
@@ -56,15 +73,15 @@ def register_scorer(
         label or name,
         MappingProxyType(dict(defaults or {})),
     )
-    _REGISTRY[name] = spec
+    registry[name] = spec
     return spec
 
 
 def scorer_spec(name: str) -> ScorerSpec:
     try:
-        return _REGISTRY[name]
+        return _registry()[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}") from None
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(_registry()))}") from None
 
 
 def get_scorer(name: str, **params: Any) -> Scorer:
@@ -93,80 +110,4 @@ class _NoConfig:
 
 
 def scorer_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-# Built-in models ------------------------------------------------------------------------------
-def _pop(**params: Any) -> Scorer:
-    from llmrec.baselines.pop import MostPop
-
-    return MostPop(**params)
-
-
-def _itemknn(**params: Any) -> Scorer:
-    from llmrec.baselines.itemknn import ItemKNN
-
-    return ItemKNN(**params)
-
-
-def _ease(**params: Any) -> Scorer:
-    from llmrec.baselines.ease import EASE
-
-    return EASE(**params)
-
-
-def _bpr(**params: Any) -> Scorer:
-    from llmrec.baselines.bpr import BPR
-
-    return BPR(**params)
-
-
-def _implicit_als(**params: Any) -> Scorer:
-    from llmrec.baselines.implicit_models import ImplicitALS
-
-    return ImplicitALS(**params)
-
-
-def _implicit_bpr(**params: Any) -> Scorer:
-    from llmrec.baselines.implicit_models import ImplicitBPR
-
-    return ImplicitBPR(**params)
-
-
-register_scorer("pop", _pop, label="MostPop")
-register_scorer(
-    "itemknn",
-    _itemknn,
-    {"k": [5, 10, 20, 50, 100, 200]},
-    label="ItemKNN cosine (implicit)",
-    defaults={"similarity": "cosine"},
-)
-register_scorer(
-    "itemknn-bm25",
-    _itemknn,
-    {"k": [20, 100, 200], "b": [0.5, 0.75, 1.0]},
-    label="ItemKNN BM25 (implicit)",
-    defaults={"similarity": "bm25"},
-)
-register_scorer("ease", _ease, {"l2": [10.0, 50.0, 100.0, 300.0, 500.0, 1000.0]}, label="EASE")
-register_scorer(
-    "bpr",
-    _bpr,
-    {"learning_rate": [0.002, 0.005, 0.01]},
-    label="BPR-MF (llmrec, torch)",
-)
-register_scorer(
-    "implicit-als",
-    _implicit_als,
-    {"factors": [64, 128, 256], "regularization": [0.1, 1.0], "alpha": [0.5, 1.0]},
-    label="ALS (implicit)",
-)
-register_scorer(
-    "implicit-bpr",
-    _implicit_bpr,
-    {"factors": [64, 128], "learning_rate": [0.01, 0.05], "regularization": [0.01]},
-    label="BPR (implicit)",
-)
-
-# Neural models: registered by their own module (cheap to import; torch loads only when one is built).
-from llmrec.baselines import neural as _neural  # noqa: E402,F401
+    return sorted(_registry())
