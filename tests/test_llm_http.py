@@ -283,3 +283,21 @@ def test_cli_offers_llm_url(command):
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
     assert result.exit_code == 0
     assert "--llm-url" in result.output
+
+
+@pytest.mark.network
+def test_json_replies_ask_for_the_schema_and_each_task_can_name_its_own_model(server):
+    schema = {"type": "object", "properties": {"intent": {"type": "string"}}, "required": ["intent"]}
+    server.text = '{"intent": "why"}'
+    llm = OpenAICompatLLM(server.url, "base", task_models={"understand": "llmrec-understand", "rank": "llmrec"})
+    assert llm.generate_json(MESSAGES, schema, max_new_tokens=40) == '{"intent": "why"}'
+    llm.generate(MESSAGES)  # explain has no name of its own: the base model
+    server.top_logprobs = top(A=-1.0)
+    llm.score_options(MESSAGES, ["A"])
+    first, second, third = (r["body"] for r in server.requests)
+    assert first["response_format"] == {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+    assert (first["model"], first["max_tokens"], first["temperature"]) == ("llmrec-understand", 40, 0)
+    assert (second["model"], third["model"]) == ("base", "llmrec")
+    assert "response_format" not in second
+    with pytest.raises(ConfigError, match="unknown LLM task 'chat'"):
+        OpenAICompatLLM(server.url, "base", task_models={"chat": "x"})

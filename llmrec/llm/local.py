@@ -11,15 +11,15 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llmrec.errors import ConfigError, ModelError
-from llmrec.llm.base import Messages
-from llmrec.llm.generation import greedy_kwargs
+from llmrec.llm.base import Messages, check_task
+from llmrec.llm.generation import GREEDY, greedy_kwargs
 from llmrec.llm.prefix_cache import PrefixCache
 from llmrec.llm.transformers_backend import load_causal_lm
 
@@ -48,54 +48,91 @@ def check_adapter(adapter_dir: Path, base_name: str) -> dict[str, Any]:
     return config
 
 
+def task_adapters(
+    adapters: Mapping[str, str | Path] | str | Path | None = None,
+    *,
+    adapter: str | Path | None = None,
+    explain_adapter: str | Path | None = None,
+) -> dict[str, Path]:
+    """``{task: adapter folder}`` from the mapping and the older keywords; refuses unknown tasks and conflicts."""
+    if isinstance(adapters, (str, Path)):  # the third positional argument used to be the ranker's adapter
+        adapters = {"rank": adapters}
+    merged = {str(task): Path(path) for task, path in (adapters or {}).items() if path is not None}
+    for task, path in (("rank", adapter), ("explain", explain_adapter)):
+        if path is None:
+            continue
+        if task in merged and merged[task] != Path(path):
+            raise ConfigError(f"two adapters for task {task!r}: {merged[task]} and {path}; pass one")
+        merged[task] = Path(path)
+    for task in merged:
+        check_task(task)
+    return merged
+
+
 class TransformersLLM:
-    """A prepared model folder (safetensors) loaded on the CPU or a GPU, optionally with a LoRA adapter."""
+    """A prepared model folder (safetensors) loaded on the CPU or a GPU, with a LoRA adapter per task.
+
+    ``adapters`` maps a task ("rank", "explain", "understand") to a peft adapter folder; all are loaded
+    as named adapters on one copy of the base model, and a task without one runs on the base weights.
+    ``adapter=`` and ``explain_adapter=`` are the older spellings of ``adapters={"rank": ...}`` and
+    ``adapters={"explain": ...}``.
+    """
 
     def __init__(
         self,
         folder: str | Path,
         name: str | None = None,
-        adapter: str | Path | None = None,
+        adapters: Mapping[str, str | Path] | str | Path | None = None,
         dtype: str = "float32",
         threads: int | None = None,
         explain_adapter: str | Path | None = None,
         reuse_prefix: bool = True,
+        *,
+        adapter: str | Path | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.name = name or self.folder.name
+        self.adapters = task_adapters(adapters, adapter=adapter, explain_adapter=explain_adapter)
         self.model, self.tokenizer = load_causal_lm(self.folder, dtype=dtype, threads=threads)
-        # One base model, up to two LoRA adapters (peft named adapters): "rank" for scoring, "explain" for
-        # generation; a task without its adapter runs on the base weights.
-        self.adapters: dict[str, Path] = {}
-        for task, path in (("rank", adapter), ("explain", explain_adapter)):
-            if path is None:
+        # One peft adapter per distinct folder, named after the first task that uses it.
+        self._adapter_names: dict[str, str] = {}
+        loaded: dict[Path, str] = {}
+        for task, path in self.adapters.items():
+            if path in loaded:
+                self._adapter_names[task] = loaded[path]
                 continue
-            check_adapter(Path(path), self.name)
-            if not self.adapters:
+            check_adapter(path, self.name)
+            if not loaded:
                 from peft import PeftModel
 
                 self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=task, is_trainable=False)
             else:
                 self.model.load_adapter(str(path), adapter_name=task, is_trainable=False)
-            self.adapters[task] = Path(path)
+            loaded[path] = self._adapter_names[task] = task
         self.model.eval()
         self.adapter = self.adapters.get("rank")
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 4096) or 4096)
         self._token_ids: dict[str, int] = {}
         self._lock = threading.Lock()  # switching adapters and running the model is one step
         self.prefixes = PrefixCache(self.model, self.tokenizer) if reuse_prefix else _NoPrefix()
+        self._json: Any = None
 
     @contextlib.contextmanager
     def _task(self, task: str) -> Iterator[None]:
         """Run under ``task``'s adapter, or the base weights when it has none (call with the lock held)."""
-        if not self.adapters:
+        check_task(task)
+        if not self._adapter_names:
             yield
-        elif task in self.adapters:
-            self.model.set_adapter(task)
+        elif task in self._adapter_names:
+            self.model.set_adapter(self._adapter_names[task])
             yield
         else:
             with self.model.disable_adapter():
                 yield
+
+    def _cache_key(self, task: str) -> str:
+        """Prefix caches are shared by tasks that run the same weights."""
+        return self._adapter_names.get(task, "base")
 
     # Helpers -------------------------------------------------------------------------------
     def _encode(self, messages: Messages) -> Any:
@@ -116,10 +153,11 @@ class TransformersLLM:
         return int(self._encode(messages)["input_ids"].shape[1])
 
     # LLM interface -------------------------------------------------------------------------
-    def score_options(self, messages: Messages, options: Sequence[str]) -> np.ndarray:
-        return self.score_options_batch([messages], options)[0]
+    def score_options(self, messages: Messages, options: Sequence[str], *, task: str = "rank") -> np.ndarray:
+        return self.score_options_batch([messages], options, task=task)[0]
 
-    def score_options_batch(self, batch: Sequence[Messages], options: Sequence[str]) -> np.ndarray:
+    def score_options_batch(self, batch: Sequence[Messages], options: Sequence[str], *,
+                            task: str = "rank") -> np.ndarray:  # fmt: skip
         """(len(batch), len(options)) logits; prompts are left-padded into one forward pass."""
         import torch
 
@@ -132,10 +170,10 @@ class TransformersLLM:
         for row, tokens in enumerate(encoded):
             input_ids[row, width - len(tokens) :] = tokens
             attention[row, width - len(tokens) :] = 1
-        with self._lock, self._task("rank"), torch.inference_mode():
+        with self._lock, self._task(task), torch.inference_mode():
             start = self.prefixes.prefix_length(batch[0], encoded[0].tolist()) if len(batch) == 1 else 0
             if start:  # one prompt: the system turn's keys and values come from the prefix cache
-                cache = self.prefixes.get(encoded[0][:start].tolist(), "rank")
+                cache = self.prefixes.get(encoded[0][:start].tolist(), self._cache_key(task))
                 out = self.model(input_ids=input_ids[:, start:].to(self.model.device), logits_to_keep=1,
                                  **self.prefixes.kwargs(cache))  # fmt: skip
             else:
@@ -144,24 +182,23 @@ class TransformersLLM:
         logits = out.logits[:, -1, :].float()
         return logits[:, ids].cpu().numpy()
 
-    def generate(self, messages: Messages, max_new_tokens: int = 64) -> str:
-        return "".join(self.stream(messages, max_new_tokens))
+    def generate(self, messages: Messages, max_new_tokens: int = 64, *, task: str = "explain") -> str:
+        return "".join(self.stream(messages, max_new_tokens, task=task))
 
-    def stream(self, messages: Messages, max_new_tokens: int = 64) -> Iterator[str]:
+    def stream(self, messages: Messages, max_new_tokens: int = 64, *, task: str = "explain") -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
+        check_task(task)
         inputs = {k: v.to(self.model.device) for k, v in self._encode(messages).items()}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
-                with self._lock, self._task("explain"):
+                with self._lock, self._task(task):
                     ids = inputs["input_ids"][0].tolist()
-                    start = self.prefixes.prefix_length(messages, ids)
-                    cache = self.prefixes.kwargs(self.prefixes.get(ids[:start], "explain")) if start else {}
                     self.model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer,
-                                        pad_token_id=self.tokenizer.pad_token_id, **cache,
+                                        pad_token_id=self.tokenizer.pad_token_id, **self._prefix(messages, ids, task),
                                         **greedy_kwargs(len(ids)))  # fmt: skip
             except BaseException as exc:  # surfaced to the caller after the stream ends
                 errors.append(exc)
@@ -173,6 +210,34 @@ class TransformersLLM:
         thread.join()
         if errors:
             raise RuntimeError(f"generation failed: {errors[0]}") from errors[0]
+
+    def generate_json(self, messages: Messages, schema: Mapping[str, Any], max_new_tokens: int = 256, *,
+                      task: str = "understand") -> str:  # fmt: skip
+        """Greedy reply constrained by outlines-core to JSON valid against ``schema`` (see ``constrained``)."""
+        import torch
+        from transformers import LogitsProcessorList
+
+        from llmrec.llm.constrained import JsonConstraint
+
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        check_task(task)
+        if self._json is None:
+            self._json = JsonConstraint(self.tokenizer)
+        processor = self._json.processor(schema)
+        inputs = {k: v.to(self.model.device) for k, v in self._encode(messages).items()}
+        ids = inputs["input_ids"][0].tolist()
+        options = {**GREEDY, "logits_processor": LogitsProcessorList([processor])}
+        with self._lock, self._task(task), torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=max_new_tokens,
+                                         pad_token_id=self.tokenizer.pad_token_id, **self._prefix(messages, ids, task),
+                                         **options)  # fmt: skip
+        return self.tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True).strip()
+
+    def _prefix(self, messages: Messages, ids: Sequence[int], task: str) -> dict[str, Any]:
+        """``generate`` keyword arguments that start from the cached system turn (none when it does not apply)."""
+        start = self.prefixes.prefix_length(messages, ids)
+        return self.prefixes.kwargs(self.prefixes.get(list(ids[:start]), self._cache_key(task))) if start else {}
 
 
 class _NoPrefix:

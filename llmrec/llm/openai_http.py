@@ -13,14 +13,14 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from llmrec.errors import ConfigError, ModelError
-from llmrec.llm.base import Messages
+from llmrec.llm.base import Messages, check_task
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class OpenAICompatLLM:
     """
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0,
-                 context_length: int = 8192) -> None:  # fmt: skip
+                 context_length: int = 8192, task_models: Mapping[str, str] | None = None) -> None:  # fmt: skip
         import httpx
 
         parts = urlsplit(str(base_url))
@@ -63,6 +63,8 @@ class OpenAICompatLLM:
         # Shown in messages: no user:password, no query string.
         self.url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}".rstrip("/")
         self.model = self.name = model
+        # A task ("rank", "explain", "understand") may be served under its own name (one LoRA per task).
+        self.task_models = {check_task(task): str(name) for task, name in (task_models or {}).items()}
         self.context_length = context_length
         self.timeout = timeout
         self._key = api_key or os.environ.get(API_KEY_ENV) or None
@@ -100,8 +102,9 @@ class OpenAICompatLLM:
                           f"{hint.get(response.status_code, 'check the server log')}")  # fmt: skip
 
     # Requests -------------------------------------------------------------------------------
-    def _payload(self, messages: Messages, **options: Any) -> dict[str, Any]:
-        return {"model": self.model, "messages": [dict(m) for m in messages], "temperature": 0, **options}
+    def _payload(self, messages: Messages, task: str, **options: Any) -> dict[str, Any]:
+        model = self.task_models.get(check_task(task), self.model)
+        return {"model": model, "messages": [dict(m) for m in messages], "temperature": 0, **options}
 
     def _post(self, payload: dict[str, Any]) -> Any:
         import httpx
@@ -117,9 +120,9 @@ class OpenAICompatLLM:
             raise self._error("sent malformed JSON; check that --llm-url points at an OpenAI-compatible /v1") from None
 
     # LLM interface --------------------------------------------------------------------------
-    def score_options(self, messages: Messages, options: Sequence[str]) -> np.ndarray:
+    def score_options(self, messages: Messages, options: Sequence[str], *, task: str = "rank") -> np.ndarray:
         """Logprob of each option as the reply's first token; options outside the top 20 get a floor below all."""
-        reply = self._post(self._payload(messages, max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS))
+        reply = self._post(self._payload(messages, task, max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS))
         try:
             top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
             observed: dict[str, float] = {}
@@ -138,18 +141,29 @@ class OpenAICompatLLM:
             log.debug("options %s not among the top %d tokens; scored %.3f", missing, TOP_LOGPROBS, floor)
         return np.asarray(scores, dtype=np.float32)
 
-    def generate(self, messages: Messages, max_new_tokens: int = 64) -> str:
-        reply = self._post(self._payload(messages, max_tokens=max_new_tokens))
+    def generate(self, messages: Messages, max_new_tokens: int = 64, *, task: str = "explain") -> str:
+        return self._content(self._post(self._payload(messages, task, max_tokens=max_new_tokens)))
+
+    def generate_json(self, messages: Messages, schema: Mapping[str, Any], max_new_tokens: int = 256, *,
+                      task: str = "understand") -> str:  # fmt: skip
+        """The server's structured-output mode: ``response_format`` of type ``json_schema`` (OpenAI, vLLM,
+        llama.cpp's server). A server without it answers HTTP 400, which becomes one ``ModelError`` line."""
+        response_format = {"type": "json_schema",
+                           "json_schema": {"name": "reply", "schema": dict(schema)}}  # fmt: skip
+        payload = self._payload(messages, task, max_tokens=max_new_tokens, response_format=response_format)
+        return self._content(self._post(payload))
+
+    def _content(self, reply: Any) -> str:
         try:
             content = reply["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             raise self._error("sent a reply without choices[0].message; check the server's log") from None
         return str(content) if content is not None else ""
 
-    def stream(self, messages: Messages, max_new_tokens: int = 64) -> Iterator[str]:
+    def stream(self, messages: Messages, max_new_tokens: int = 64, *, task: str = "explain") -> Iterator[str]:
         import httpx
 
-        payload = self._payload(messages, max_tokens=max_new_tokens, stream=True)
+        payload = self._payload(messages, task, max_tokens=max_new_tokens, stream=True)
         finished = False
         try:
             with self._client.stream("POST", f"{self.base_url}/chat/completions", json=payload) as response:
