@@ -28,7 +28,7 @@ from llmrec.llm import prepare_model
 from llmrec.llm.local import TransformersLLM
 from llmrec.profile import history_profile
 from llmrec.ranking import LLMRanker
-from llmrec.recommend import fit_cf_scorer
+from llmrec.pipeline.stores import fit_cf_scorer
 from llmrec.retrieval.collaborative import CollaborativeRetriever
 
 
@@ -53,9 +53,9 @@ def main() -> None:
                         help="comma-separated JSONL files of --records: check their sentences again with today's "
                              "check (same users, same evidence) instead of generating")  # fmt: skip
     args = parser.parse_args()
-    from llmrec.pipeline import default_adapter
+    from llmrec.adapters import shipped_adapter
 
-    explain_adapter = None if args.zero_shot else (args.explain_adapter or default_adapter(args.model, "explain"))
+    explain_adapter = None if args.zero_shot else (args.explain_adapter or shipped_adapter(args.model, "explain"))
 
     ds = load_dataset("ml-latest-small", data_dir=args.data_dir)
     seq = preprocess(ds)

@@ -3,8 +3,8 @@
 Nothing machine-specific is shipped: peft's ``base_model_name_or_path`` (a local folder when saved) is
 replaced by the registry name, and peft's generated README is dropped. The card records what made the
 adapter (base model and its sha256, data, split, retriever, config), how well it ranks next to the
-zero-shot model and the retriever alone, and the command that reproduces it. ``check_adapter`` reads
-``base_model`` from the card to refuse an adapter on another base model.
+zero-shot model and the retriever alone, and the command that reproduces it, as an ``llmrec.adapters.AdapterCard``
+(the one owner of the card's format, which the pipeline reads).
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from llmrec.fileutil import atomic_file
+from llmrec.adapters import AdapterCard, LoraMethod
 
 log = logging.getLogger(__name__)
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
-CARD_NAME = "adapter_card.json"
-CARD_FORMAT = 1
 VERBALIZER_LOSS = "cross-entropy over the label tokens' logits at the answer position (verbalizer)"
 
 
@@ -49,21 +47,6 @@ def save_adapter(model: Any, folder: str | Path, base_model: str) -> Path:
     return folder
 
 
-def read_card(folder: str | Path) -> dict[str, Any] | None:
-    """The card in ``folder``, or None when there is none."""
-    path = Path(folder) / CARD_NAME
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def write_card(folder: str | Path, card: dict[str, Any]) -> Path:
-    """Write ``adapter_card.json`` atomically."""
-    path = Path(folder) / CARD_NAME
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        tmp.chmod(0o644)
-    return path
-
-
 def _version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -85,62 +68,20 @@ def reproduce_command(
     return " ".join(parts)
 
 
-def common_fields(config: dict[str, Any], spec: Any, loss: str) -> dict[str, Any]:
-    """What every card says: the base model and its checksum, the LoRA method and the software."""
+def card_for(config: dict[str, Any], spec: Any, loss: str, settings: dict[str, Any], reproduce: str,
+             **figures: Any) -> AdapterCard:
+    """An ``AdapterCard`` for an adapter trained with ``config`` on ``spec``'s base model; ``settings`` are the
+    task's own (prompt ref, labels, blend), ``figures`` the data / training / validation / test sections."""
     import llmrec
 
-    return {
-        "format": CARD_FORMAT,
-        "base_model": spec.name,
-        "base_model_sha256": spec.sha256,
-        "base_model_hub_id": spec.hub_id,
-        "task": config.get("task", "rank"),
-        "method": {
-            "peft": "lora",
-            "r": config["r"],
-            "alpha": config["alpha"],
-            "dropout": config["dropout"],
-            "target_modules": config["target_modules"],
-            "layers": "all" if not config["lora_layers"] else f"top {config['lora_layers']}",
-            "loss": loss,
-        },
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "llmrec_version": llmrec.__version__,
-        "libraries": {name: _version(name) for name in ("torch", "transformers", "peft", "accelerate")},
-    }
-
-
-def build_card(
-    *,
-    config: dict[str, Any],
-    spec: Any,
-    dataset: dict[str, Any],
-    retriever: dict[str, Any],
-    training: dict[str, Any],
-    validation: dict[str, Any],
-    test: dict[str, Any] | None,
-    prompt: str,
-    labels: str,
-    reproduce: str,
-    blend_validated: float | None = None,
-) -> dict[str, Any]:
-    """The ranker adapter's card as a JSON-ready dict; ``blend_validated`` is the retrieval blend with the best
-    validation NDCG@10 for the kept weights, which ``llmrec`` uses by default."""
-    return {
-        **common_fields(config, spec, VERBALIZER_LOSS),
-        "ranker": {
-            "prompt": prompt,
-            "labels": labels,
-            "max_history": config["max_history"],
-            "kind": config["kind"],
-            "blend": config["blend"],
-            "blend_validated": blend_validated,
-        },
-        "data": dataset,
-        "retriever": retriever,
-        "training": training,
-        "validation": validation,
-        "test": test,
-        "config": config,
-        "reproduce": reproduce,
-    }
+    method = LoraMethod(
+        r=int(config["r"]), alpha=float(config["alpha"]), dropout=float(config["dropout"]),
+        target_modules=tuple(config["target_modules"]),
+        layers="all" if not config["lora_layers"] else f"top {config['lora_layers']}", loss=loss,
+    )  # fmt: skip
+    return AdapterCard(
+        task=config.get("task", "rank"), base_model=spec.name, base_model_sha256=spec.sha256,
+        base_model_hub_id=spec.hub_id, method=method, settings=settings, reproduce=reproduce, config=config,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), llmrec_version=llmrec.__version__,
+        libraries={name: _version(name) for name in ("torch", "transformers", "peft", "accelerate")}, **figures,
+    )  # fmt: skip

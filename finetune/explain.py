@@ -200,23 +200,20 @@ class ExplainTuner(TrainingLoop):
     def write_card(self, state: RunState, overrides: dict[str, int]) -> None:
         cfg = self.cfg
         # fmt: off
-        card = {
-            **cards.common_fields(cfg.to_dict(), self.spec, LOSS),
-            "explainer": {"prompt": self.explainer.prompt.ref, "kind": cfg.kind, "max_history": cfg.max_history,
-                          "max_new_tokens": self.explainer.max_new_tokens},
-            "data": {"name": cfg.dataset, "split": "training items only (leave-one-out by timestamp)",
-                     **self.seq.stats(), "pairs": len(self.examples), "held_out_pairs": len(self.valid),
-                     "examples_seen": state.step * cfg.grad_accum * cfg.batch_size,
-                     "targets": "sentences written from the evidence in several phrasings, each passing the "
-                                "explainer's faithfulness check"},
-            "training": {"steps": state.step, "kept_step": state.best_step, "stop_reason": state.stop_reason,
-                         "seconds": round(state.elapsed, 1), "train_seconds": round(state.train_seconds, 1),
-                         "losses": state.losses, "evals": state.evals, "resumed_from": state.resumed_from,
-                         "skipped_updates": state.skipped_updates},
-            "validation": {"zero_shot": state.zero_shot, "lora": state.best_validation},
-            "config": cfg.to_dict(),
-            "reproduce": cards.reproduce_command(self.config_path, self.out, cfg.data_dir, overrides.get("max_steps")),
-        }
+        settings = {"prompt": self.explainer.prompt.ref, "kind": cfg.kind, "max_history": cfg.max_history,
+                    "max_new_tokens": self.explainer.max_new_tokens}
+        data = {"name": cfg.dataset, "split": "training items only (leave-one-out by timestamp)",
+                **self.seq.stats(), "pairs": len(self.examples), "held_out_pairs": len(self.valid),
+                "examples_seen": state.step * cfg.grad_accum * cfg.batch_size,
+                "targets": "sentences written from the evidence in several phrasings, each passing the "
+                           "explainer's faithfulness check"}
+        training = {"steps": state.step, "kept_step": state.best_step, "stop_reason": state.stop_reason,
+                    "seconds": round(state.elapsed, 1), "train_seconds": round(state.train_seconds, 1),
+                    "losses": state.losses, "evals": state.evals, "resumed_from": state.resumed_from,
+                    "skipped_updates": state.skipped_updates}
+        reproduce = cards.reproduce_command(self.config_path, self.out, cfg.data_dir, overrides.get("max_steps"))
+        card = cards.card_for(cfg.to_dict(), self.spec, LOSS, settings, reproduce, data=data, training=training,
+                              validation={"zero_shot": state.zero_shot, "lora": state.best_validation})
         # fmt: on
-        cards.write_card(self.out, card)
+        card.write(self.out)
         log.info("explainer adapter and card written to %s", self.out)

@@ -352,7 +352,7 @@ class FineTuner(TrainingLoop):
         return self.out
 
     def write_card(self, state: RunState, test: dict[str, Any] | None, overrides: dict[str, int]) -> None:
-        from llmrec.ranking import best_blend
+        from llmrec.adapters import best_blend
 
         cfg, seq = self.cfg, self.seq
         seen = state.step * cfg.grad_accum * cfg.batch_size
@@ -380,14 +380,13 @@ class FineTuner(TrainingLoop):
         retriever = {"name": self.retriever_name, "params": cfg.retriever_params, "fitted_on": "training items",
                      "hyperparameters": self.scorer.hyperparameters()}  # fmt: skip
         sweep = (state.best_validation or {}).get("ndcg@10_by_blend") or {}
-        card = cards.build_card(
-            config=cfg.to_dict(), spec=self.spec, dataset=dataset, retriever=retriever, training=training,
-            blend_validated=best_blend(sweep) if sweep else cfg.blend,
-            validation=validation, test=test, prompt=self.ranker.prompt.ref, labels=self.labels,
-            reproduce=cards.reproduce_command(self.config_path, self.out, cfg.data_dir, overrides.get("max_steps"),
-                                              overrides.get("test_users")),
-        )  # fmt: skip
-        cards.write_card(self.out, card)
+        settings = {"prompt": self.ranker.prompt.ref, "labels": self.labels, "max_history": cfg.max_history,
+                    "kind": cfg.kind, "blend": cfg.blend, "blend_validated": best_blend(sweep) if sweep else cfg.blend}
+        reproduce = cards.reproduce_command(self.config_path, self.out, cfg.data_dir, overrides.get("max_steps"),
+                                            overrides.get("test_users"))  # fmt: skip
+        card = cards.card_for(cfg.to_dict(), self.spec, cards.VERBALIZER_LOSS, settings, reproduce, data=dataset,
+                              retriever=retriever, training=training, validation=validation, test=test)  # fmt: skip
+        card.write(self.out)
         log.info("adapter and card written to %s", self.out)
 
     def device_name(self) -> str:

@@ -130,7 +130,7 @@ def index_cmd(
     """Embed the catalogue into the vector store; only new or changed items are embedded again."""
     from dataclasses import asdict
 
-    from llmrec.recommend import index_dataset
+    from llmrec.pipeline.stores import index_dataset
 
     report = index_dataset(dataset, data_dir=data_dir, cache_dir=cache_dir, store=store, chroma_url=chroma_url,
                            embedder=embedder, rebuild=rebuild, allow_download=not offline)  # fmt: skip
@@ -139,12 +139,52 @@ def index_cmd(
     _emit({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(report).items()}, as_json, text)
 
 
-def _recommender(dataset: str, data_dir: Path | None, cache_dir: Path | None, **sections: dict) -> Any:
-    from llmrec.config import RecommenderConfig
+# Options every command that recommends shares (recommend, why, chat, ui, evaluate) ------------------------
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="TOML file of config sections ([ranker], [llm], ...); flags win.")
+]
+RankerKind = Annotated[str | None, typer.Option("--ranker", help="llm or passthrough (default: from the config).")]
+ExplainerKind = Annotated[
+    str | None, typer.Option("--explainer", help="llm or template (default: from the config).")
+]
+Blend = Annotated[float | None, typer.Option("--blend", min=0.0, max=1.0, help=BLEND_HELP)]
+Model = Annotated[str | None, typer.Option("--model", help="Language model (see `llmrec models list`).")]
+Adapter = Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter folder of the ranker.")]
+NoAdapter = Annotated[bool, typer.Option("--no-adapter", help="Zero-shot: skip the shipped adapters.")]
+RetrieverKind = Annotated[str | None, typer.Option("--retriever", help="hybrid, text or cf.")]
+CfModel = Annotated[str | None, typer.Option("--cf-model", help="Collaborative model for cf/hybrid.")]
+Diversity = Annotated[float | None, typer.Option("--diversity", help="0 = relevance only, up to 1.")]
+
+
+def _config(dataset: str, data_dir: Path | None, cache_dir: Path | None, config_file: Path | None, offline: bool,
+            **sections: dict) -> Any:  # fmt: skip
+    """The config file (or the defaults), then the data set, then every flag that was given."""
+    from llmrec.config import RecommenderConfig, load_config
+
+    config = load_config(config_file) if config_file else RecommenderConfig()
+    data = {"dataset": dataset, "data_dir": data_dir, "allow_download": False if offline else None}
+    config = config.updated(data=data, **sections)
+    return config.updated(cache_dir=cache_dir) if cache_dir else config
+
+
+def _sections(ranker: str | None, explainer: str | None, blend: float | None, model: str | None = None,
+              adapter: Path | None = None, explain_adapter: Path | None = None, no_adapter: bool = False,
+              llm_url: str | None = None, retriever: str | None = None, cf_model: str | None = None,
+              diversity: float | None = None, store: Path | None = None, chroma_url: str | None = None,
+              embedder: str | None = None) -> dict[str, dict]:  # fmt: skip
+    """Config sections from the shared flags; None means "not given" and keeps the config's value."""
+    return {
+        "ranker": {"kind": ranker, "blend": blend}, "explainer": {"kind": explainer},
+        "llm": {"model": model, "adapter": adapter, "explain_adapter": explain_adapter,
+                "use_default_adapter": False if no_adapter else None, "url": llm_url},
+        "retrieval": {"retriever": retriever, "cf_model": cf_model, "diversity": diversity},
+        "index": {"store": store, "chroma_url": chroma_url}, "embedder": {"name": embedder},
+    }  # fmt: skip
+
+
+def _recommender(config: Any) -> Any:
     from llmrec.pipeline import Recommender
 
-    config = RecommenderConfig().updated(data={"dataset": dataset, "data_dir": data_dir}, **sections)
-    config = config.updated(cache_dir=cache_dir) if cache_dir else config
     return Recommender(config)
 
 
@@ -169,20 +209,24 @@ def recommend_cmd(
     like: Annotated[list[str] | None, typer.Option("--like", help="A title you like (repeatable).")] = None,
     query: Annotated[str | None, typer.Option("--query", help="What you want, in words.")] = None,
     k: Annotated[int, typer.Option("-k", help="Number of recommendations.")] = 10,
-    retriever: Annotated[str, typer.Option("--retriever", help="text, cf or hybrid.")] = "hybrid",
-    cf_model: Annotated[str, typer.Option("--cf-model", help="Collaborative model for cf/hybrid.")] = "ease",
-    ranker: Annotated[str, typer.Option("--ranker", help="passthrough or llm.")] = "passthrough",
-    model: Annotated[str | None, typer.Option("--model", help="Language model for --ranker llm / --explain.")] = None,
-    adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter folder of the ranker.")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Add explanations and evidence.")] = False,
+    config_file: ConfigFile = None,
+    ranker: RankerKind = None,
+    explainer: ExplainerKind = None,
+    blend: Blend = None,
+    model: Model = None,
+    adapter: Adapter = None,
     explain_adapter: ExplainAdapter = None,
-    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Zero-shot: skip the shipped adapters.")] = False,
+    no_adapter: NoAdapter = False,
     llm_url: LlmUrl = None,
-    explain: Annotated[bool, typer.Option("--explain", help="Add explanations (by the LLM) and evidence.")] = False,
-    diversity: Annotated[float, typer.Option("--diversity", help="0 = relevance only, up to 1.")] = 0.0,
+    retriever: RetrieverKind = None,
+    cf_model: CfModel = None,
+    diversity: Diversity = None,
     store: Store = None,
     chroma_url: ChromaUrl = None,
-    embedder: Embedder = "all-minilm-l6-v2",
+    embedder: Annotated[str | None, typer.Option("--embedder", help="Embedding model name.")] = None,
     cache_dir: CacheDir = None,
+    offline: Offline = False,
     as_json: AsJson = False,
 ) -> None:
     """Recommend unseen items for a user id, liked titles and/or a stated preference."""
@@ -190,14 +234,9 @@ def recommend_cmd(
         from llmrec.errors import ConfigError
 
         raise ConfigError("say who the recommendations are for: --user ID, --like TITLE or --query TEXT")
-    rec = _recommender(
-        dataset, data_dir, cache_dir,
-        retrieval={"retriever": retriever, "cf_model": cf_model, "diversity": diversity},
-        ranker={"kind": ranker}, explainer={"kind": "llm" if explain else "template"},
-        llm={"model": model, "adapter": adapter, "explain_adapter": explain_adapter,
-             "use_default_adapter": not no_adapter, "url": llm_url},
-        index={"store": store, "chroma_url": chroma_url}, embedder={"name": embedder},
-    )  # fmt: skip
+    sections = _sections(ranker, explainer, blend, model, adapter, explain_adapter, no_adapter, llm_url, retriever,
+                         cf_model, diversity, store, chroma_url, embedder)  # fmt: skip
+    rec = _recommender(_config(dataset, data_dir, cache_dir, config_file, offline, **sections))
     profile = rec.profile(user=user, likes=like or (), query=query)
     result = rec.recommend(profile, k=k, explain=explain)
     for note in result.notes:
@@ -216,22 +255,26 @@ def why_cmd(
     like: Annotated[list[str] | None, typer.Option("--like", help="A title you like (repeatable).")] = None,
     query: Annotated[str | None, typer.Option("--query", help="What you want, in words.")] = None,
     data_dir: DataDir = None,
-    model: Annotated[str | None, typer.Option("--model", help="Language model for the explanation.")] = None,
+    config_file: ConfigFile = None,
+    ranker: RankerKind = None,
+    explainer: ExplainerKind = None,
+    blend: Blend = None,
+    model: Model = None,
     explain_adapter: ExplainAdapter = None,
+    no_adapter: NoAdapter = False,
     llm_url: LlmUrl = None,
-    template: Annotated[bool, typer.Option("--template", help="Template explanation, no LLM.")] = False,
-    retriever: Annotated[str, typer.Option("--retriever", help="text, cf or hybrid.")] = "hybrid",
+    retriever: RetrieverKind = None,
     store: Store = None,
     cache_dir: CacheDir = None,
+    offline: Offline = False,
     as_json: AsJson = False,
 ) -> None:
     """Why an item would be recommended to a user: the explanation and the evidence behind it."""
     from dataclasses import asdict
 
-    rec = _recommender(dataset, data_dir, cache_dir, retrieval={"retriever": retriever},
-                       explainer={"kind": "template" if template else "llm"},
-                       llm={"model": model, "explain_adapter": explain_adapter, "url": llm_url},
-                       index={"store": store})  # fmt: skip
+    sections = _sections(ranker, explainer, blend, model, None, explain_adapter, no_adapter, llm_url, retriever,
+                         store=store)  # fmt: skip
+    rec = _recommender(_config(dataset, data_dir, cache_dir, config_file, offline, **sections))
     profile = rec.profile(user=user, likes=like or (), query=query)
     for note in profile.notes:
         typer.echo(f"note: {note}", err=True)
@@ -253,33 +296,31 @@ def evaluate_cmd(
     protocol: Annotated[str, typer.Option("--protocol", help="loo, loo-fullmask, temporal or loo-sampled100.")] = "loo",
     seed: Annotated[int, typer.Option("--seed", help="Seed for everything random.")] = 0,
     no_search: Annotated[bool, typer.Option("--no-search", help="Registry defaults, no validation search.")] = False,
-    ranker: Annotated[str, typer.Option("--ranker", help="passthrough, or llm to re-rank each model's top-20.")] = (
-        "passthrough"
-    ),
-    model: Annotated[str, typer.Option("--model", help="Language model for --ranker llm.")] = (
-        "qwen2.5-coder-0.5b-instruct"
-    ),
+    config_file: ConfigFile = None,
+    ranker: Annotated[str | None, typer.Option("--ranker", help="llm: re-rank the model's top 20 with the "
+                                               "pipeline's ranker (default: retrieval order only).")] = None,
+    blend: Blend = None,
+    model: Model = None,
     adapter: Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter; default: shipped one.")] = None,
     max_users: Annotated[int | None, typer.Option("--max-users", help="Seeded user subset (LLM runs).")] = None,
-    blend: Annotated[float | None, typer.Option("--blend", min=0.0, max=1.0, help=BLEND_HELP)] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write results.json, results.md, results.png here.")] = None,
     cache_dir: CacheDir = None,
+    offline: Offline = False,
     as_json: AsJson = False,
 ) -> None:
-    """Evaluate models under the LlamaRec protocol (full ranking); --ranker llm adds the LLM re-ranker."""
+    """Evaluate models under the LlamaRec protocol (full ranking); --ranker llm adds the pipeline's re-ranker."""
     names = [m.strip() for m in models.split(",") if m.strip()]
-    if ranker == "llm":
-        from llmrec.evaluation.rerank import run_rerank_evaluation
-        from llmrec.pipeline import default_adapter
+    config = _config(dataset, data_dir, cache_dir, config_file, offline, **_sections(ranker, None, blend, model))
+    if ranker is not None and ranker != "passthrough":
+        from llmrec.evaluation.rerank import rerank_variants, run_rerank_evaluation
 
         if len(names) != 1:
             from llmrec.errors import ConfigError
 
-            raise ConfigError(f"--ranker llm re-ranks one retriever; pass one model, e.g. --models ease (got {models})")
-        shipped = adapter or default_adapter(model)
-        adapters = {"zero-shot": None} | ({"lora": shipped} if shipped else {})
-        report = run_rerank_evaluation(dataset, names[0], data_dir=data_dir, cache_dir=cache_dir, model=model,
-                                       adapters=adapters, max_users=max_users, seed=seed, blend=blend)  # fmt: skip
+            raise ConfigError(f"--ranker {ranker} re-ranks one retriever; pass one model, e.g. --models ease "
+                              f"(got {models})")  # fmt: skip
+        report = run_rerank_evaluation(config, names[0], rerank_variants(config, adapter), max_users=max_users,
+                                       seed=seed)  # fmt: skip
     else:
         from llmrec.evaluation import run_evaluation
 
@@ -299,41 +340,61 @@ def chat_cmd(
     ),
     data_dir: DataDir = None,
     user: Annotated[str, typer.Option("--user", help="Your user id (a data-set id resumes that history).")] = "me",
-    ranker: Annotated[str, typer.Option("--ranker", help="passthrough or llm.")] = "passthrough",
-    explainer: Annotated[str, typer.Option("--explainer", help="template or llm.")] = "template",
     k: Annotated[int, typer.Option("-k", help="Recommendations per list.")] = 5,
+    config_file: ConfigFile = None,
+    ranker: RankerKind = None,
+    explainer: ExplainerKind = None,
+    blend: Blend = None,
+    model: Model = None,
+    no_adapter: NoAdapter = False,
+    llm_url: LlmUrl = None,
     cache_dir: CacheDir = None,
+    offline: Offline = False,
+    as_json: AsJson = False,
 ) -> None:
-    """Chat in the terminal: one message per line on standard input; `quit` or end of input ends it."""
+    """Chat in the terminal: one message per line on standard input; `quit` or end of input ends it.
+
+    With --json every turn prints one JSON object: the reply, the cards shown and the profile after the turn."""
     from llmrec.chat.engine import Conversation
     from llmrec.chat.store import ProfileStore
+    from llmrec.chat.transcript import turn_record
     from llmrec.paths import resolve_cache_dir
 
-    rec = _recommender(dataset, data_dir, cache_dir, ranker={"kind": ranker}, explainer={"kind": explainer})
-    store = ProfileStore(resolve_cache_dir(cache_dir) / "chat" / "profiles.sqlite")
+    sections = _sections(ranker, explainer, blend, model, no_adapter=no_adapter, llm_url=llm_url)
+    config = _config(dataset, data_dir, cache_dir, config_file, offline, **sections)
+    rec = _recommender(config)
+    store = ProfileStore(resolve_cache_dir(config.cache_dir) / "chat" / "profiles.sqlite")
     convo = Conversation(rec, store, user, k=k)
-    interactive = sys.stdin.isatty()
+    interactive = sys.stdin.isatty() and not as_json
 
-    def say(reply: Any) -> None:
+    def say(message: str | None, reply: Any) -> None:
+        if as_json:
+            typer.echo(json.dumps(turn_record(message, reply, convo), ensure_ascii=False))
+            return
         typer.echo(f"llmrec> {reply.text}")
         if reply.chips:
             typer.echo(f"        [{' | '.join(reply.chips)}]")
         for note in reply.notes:
             typer.echo(f"        (note: {note})")
 
-    say(convo.start())
+    say(None, convo.start())
     while True:
         if interactive:
             typer.echo("you> ", nl=False)
         line = sys.stdin.readline()
         if not line:
             break
-        if not interactive:
-            typer.echo(f"you> {line.rstrip()}")
+        if not interactive and not as_json:
+            typer.echo(f"you> {_shorten(line.rstrip())}")
         reply = convo.handle(line)
-        say(reply)
+        say(line.rstrip("\n"), reply)
         if reply.ended:
             break
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    """A line as echoed back: long input is cut (the engine reads only its first part anyway)."""
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
 
 @app.command("finetune")
@@ -360,16 +421,21 @@ def ui_cmd(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option("--host", help="Default: GRADIO_SERVER_NAME, else 127.0.0.1.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Default: GRADIO_SERVER_PORT, else 7860.")] = None,
-    ranker: Annotated[str, typer.Option("--ranker", help="passthrough or llm.")] = "llm",
-    explainer: Annotated[str, typer.Option("--explainer", help="template or llm.")] = "template",
+    config_file: ConfigFile = None,
+    ranker: RankerKind = None,
+    explainer: ExplainerKind = None,
+    blend: Blend = None,
+    model: Model = None,
+    no_adapter: NoAdapter = False,
+    llm_url: LlmUrl = None,
     cache_dir: CacheDir = None,
+    offline: Offline = False,
 ) -> None:
     """Serve the chat app (Gradio) on this machine; no share link, bound to 127.0.0.1 unless told otherwise."""
-    from llmrec.config import RecommenderConfig
     from ui.app import serve
 
-    config = RecommenderConfig().updated(ranker={"kind": ranker}, explainer={"kind": explainer})
-    serve(dataset, data_dir=data_dir, host=host, port=port, cache_dir=cache_dir, config=config)
+    sections = _sections(ranker, explainer, blend, model, no_adapter=no_adapter, llm_url=llm_url)
+    serve(_config(dataset, data_dir, cache_dir, config_file, offline, **sections), host=host, port=port)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmrec.errors import ConfigError
 
@@ -21,6 +21,17 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+def _known(registry: str, kind: str) -> str:
+    """``kind`` when the named registry of ``llmrec.pipeline.parts`` knows it (else a ValueError naming them)."""
+    from llmrec.errors import ConfigError as _Unknown
+    from llmrec.pipeline import parts
+
+    try:
+        return getattr(parts, registry).spec(kind).kind
+    except _Unknown as exc:
+        raise ValueError(str(exc)) from None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,7 +39,8 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     dataset: str = Field("ml-latest-small", description="A named data set or a data folder.")
     data_dir: Path | None = Field(None, description="Folder holding the named data set folders.")
-    min_count: int = Field(5, ge=3, description="k of the iterative k-core filter.")
+    min_count: int = Field(5, ge=1, description="k of the iterative k-core filter (1: none).")
+    allow_download: bool = Field(True, description="Download a missing named data set (--offline: never).")
 
 
 class EmbedderConfig(_Section):
@@ -43,14 +55,18 @@ class IndexConfig(_Section):
 
 
 class RetrievalConfig(_Section):
-    retriever: Literal["text", "cf", "hybrid"] = Field("hybrid", description="Candidate source.")
+    retriever: str = Field("hybrid", description="Candidate source: hybrid, text or cf.")
     cf_model: str = Field("ease", description="Collaborative scorer used by the cf and hybrid retrievers.")
     candidates: int = Field(20, ge=1, le=1000, description="Candidates passed to the ranker.")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR trade-off: 0 = relevance only.")
 
+    _kind = field_validator("retriever")(lambda value: _known("RETRIEVERS", value))
+
 
 class LLMConfig(_Section):
     model: str = Field("qwen2.5-coder-0.5b-instruct", description="Language model name.")
+    backend: str = Field("auto", description="Where the model runs: auto (a server when url is set, else this "
+                         "machine), local, openai or fake (scripted, for tests).")
     adapter: Path | None = Field(None, description="LoRA adapter of the ranker; default: the shipped one, if any.")
     explain_adapter: Path | None = Field(
         None, description="LoRA adapter of the explainer; default: the shipped one (<adapter>/explain), if any."
@@ -65,9 +81,14 @@ class LLMConfig(_Section):
         "model or adapter.",
     )
 
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        return value if value == "auto" else _known("LLM_BACKENDS", value)
+
 
 class RankerConfig(_Section):
-    kind: Literal["llm", "passthrough"] = Field("passthrough", description="Re-ranker after retrieval.")
+    kind: str = Field("passthrough", description="Re-ranker after retrieval: llm or passthrough.")
     max_history: int = Field(20, ge=0, le=200, description="Most recent history items shown to the LLM.")
     blend: float | None = Field(
         None, ge=0.0, le=1.0,
@@ -75,10 +96,14 @@ class RankerConfig(_Section):
                     "adapter's card (0 without one).",
     )  # fmt: skip
 
+    _kind = field_validator("kind")(lambda value: _known("RANKERS", value))
+
 
 class ExplainerConfig(_Section):
-    kind: Literal["llm", "template"] = Field("template", description="How explanations are written.")
+    kind: str = Field("template", description="How explanations are written: llm or template.")
     max_new_tokens: int = Field(60, ge=8, le=400, description="Longest LLM explanation in tokens.")
+
+    _kind = field_validator("kind")(lambda value: _known("EXPLAINERS", value))
 
 
 class RecommenderConfig(_Section):
@@ -107,7 +132,8 @@ class RecommenderConfig(_Section):
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
-    return f"invalid config value {where}={first.get('input')!r}: {first['msg']}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"invalid config value {where}={first.get('input')!r}: {message}"
 
 
 def build_config(data: dict) -> RecommenderConfig:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmrec.errors import DataError
-from llmrec.types import HistoryEntry, Item, UserProfile
+from llmrec.types import Constraints, HistoryEntry, Item, UserProfile
 
 if TYPE_CHECKING:
     from llmrec.data.dataset import Dataset
@@ -226,13 +226,28 @@ def likes_profile(titles: Sequence[str], items: Mapping[str, Item], base: UserPr
     return replace(profile, history=tuple(entries), notes=tuple(notes))
 
 
+def constraints_from_text(text: str) -> Constraints:
+    """The exact limits a request states in words: genres named (or moods that name them), genres after a
+    negation ("nothing gory"), and decades ("from the 2000s" -> 2000-2009). Rules, because these phrases are
+    few and regular; everything else in the text is left to the retrievers (and the language model)."""
+    from llmrec.chat.intents import decades_in, genres_in
+
+    lower = " ".join(text.lower().split())
+    wanted, avoided = genres_in(lower)
+    decades = decades_in(lower)
+    return Constraints(wanted_genres=wanted, avoided_genres=avoided,
+                       year_min=min(decades) if decades else None,
+                       year_max=max(decades) + 9 if decades else None)  # fmt: skip
+
+
 def build_profile(dataset: Dataset, user: str | None = None, likes: Sequence[str] = (),
                   query: str | None = None) -> UserProfile:  # fmt: skip
-    """One profile from any mix of a user id, liked titles and a stated preference."""
+    """One profile from any mix of a user id, liked titles and a stated preference (whose genres, negated
+    genres and decades become the profile's constraints)."""
     profile = history_profile(dataset, user) if user is not None else UserProfile()
     if likes:
         ids, counts = np.unique(dataset.interactions.item_ids, return_counts=True)
         profile = likes_profile(likes, dataset.items, profile, dict(zip(ids.tolist(), counts.tolist())))
     if query:
-        profile = with_preferences(profile, [query])
+        profile = replace(with_preferences(profile, [query]), constraints=constraints_from_text(query))
     return profile

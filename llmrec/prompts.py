@@ -14,13 +14,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from llmrec.errors import ConfigError
+from llmrec.resources import prompts_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = prompts_dir()
 
 
 @dataclass(frozen=True)

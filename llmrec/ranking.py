@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import string
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -151,29 +150,3 @@ class LLMRanker:
         floor = float(combined.min()) - 1.0
         ranked += [_with_stage(c, "unranked", floor - r) for r, c in enumerate(rest)]  # after the window
         return ranked[:n]
-
-
-def validated_blend(adapter_dir: str | Path | None, default: float = 0.0, zero_shot: bool = False) -> float:
-    """The retrieval blend chosen on validation for the ranker adapter in ``adapter_dir`` (from its card:
-    ``ranker.blend_validated``, else the best of the kept weights' validation sweep, else the training blend);
-    with ``zero_shot`` the best blend of the card's zero-shot sweep (the base model without the adapter).
-    ``default`` without a card."""
-    import json
-
-    card_path = Path(adapter_dir) / "adapter_card.json" if adapter_dir else None
-    if card_path is None or not card_path.is_file():
-        return default
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    ranker = card.get("ranker") or {}
-    if ranker.get("blend_validated") is not None and not zero_shot:
-        return float(ranker["blend_validated"])
-    which = "zero_shot" if zero_shot else "lora"
-    sweep = ((card.get("validation") or {}).get(which) or {}).get("ndcg@10_by_blend") or {}
-    if sweep:
-        return best_blend(sweep)
-    return float(ranker.get("blend", default))
-
-
-def best_blend(sweep: Mapping[str, float]) -> float:
-    """The blend with the best validation NDCG@10 in ``{blend: ndcg}``; ties go to the more LLM-driven blend."""
-    return float(max(sweep, key=lambda b: (sweep[b], -float(b))))

@@ -52,6 +52,36 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class Constraints:
+    """Hard limits a person stated: genres wanted (any of) or avoided, a year range, themes to avoid."""
+
+    wanted_genres: tuple[str, ...] = ()
+    avoided_genres: tuple[str, ...] = ()
+    year_min: int | None = None
+    year_max: int | None = None
+    avoided_keywords: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.wanted_genres or self.avoided_genres or self.year_min or self.year_max
+                    or self.avoided_keywords)  # fmt: skip
+
+    def allows(self, item: Item) -> bool:
+        """Whether ``item`` meets every limit (an item without a year fails a year limit)."""
+        genres = set(item.genres)
+        if genres & set(self.avoided_genres):
+            return False
+        if self.avoided_keywords:
+            text = " ".join((*item.keywords, *item.tags)).lower()
+            if any(k.lower() in text for k in self.avoided_keywords):
+                return False
+        if self.year_min and (item.year or 0) < self.year_min:
+            return False
+        if self.year_max and (item.year or 9999) > self.year_max:
+            return False
+        return not self.wanted_genres or bool(genres & set(self.wanted_genres))
+
+
+@dataclass(frozen=True)
 class UserProfile:
     """What the system knows about a user: history, stated preferences, dislikes, exclusions."""
 
@@ -61,6 +91,7 @@ class UserProfile:
     disliked: tuple[str, ...] = ()
     excluded: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    constraints: Constraints = field(default_factory=Constraints)
 
     @property
     def seen(self) -> frozenset[str]:

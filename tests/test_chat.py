@@ -235,27 +235,33 @@ def test_films_mentioned_in_passing_change_the_profile(rec, store):
     assert "No film is called" not in reply.text
 
 
-def test_llm_explanations_stream_in_and_are_what_why_quotes(rec, store):
-    from llmrec.explanation import LLMExplainer, template_explanation
+def test_llm_explanations_stream_in_and_are_what_why_quotes(store):
+    from llmrec.explanation import template_explanation
 
-    convo = chat(rec, store, "streamer", k=2)
+    llm = FakeLLM()
+    convo = Conversation(fake_recommender(llm), store, "streamer", k=2, stream_explanations=True)
     cards = onboard(convo)[-1].cards
+    assert convo.streams and all(c.explanation_source == "template" for c in cards)  # at once, from the evidence
     first, second = (convo.state().shown_item(c.item_id) for c in cards)
     item = ITEMS[first.item_id]
     sentence = template_explanation(item, first.evidence_value()).split(". ")[0].rstrip(".")
     faithful = f"Because {sentence[0].lower()}{sentence[1:]}."  # one sentence from the evidence: kept
-    writer = LLMExplainer(FakeLLM(replies=[faithful]), ITEMS)
-    steps = list(convo.stream_explanation(first.item_id, writer))
+    llm._replies = [faithful]
+    steps = list(convo.stream_explanation(first.item_id))
     assert len(steps) > 2 and all(source == "streaming" for _, source in steps[:-1])
     assert steps[-1] == (faithful, "llm") and len(steps[0][0]) < len(faithful)  # it grew piece by piece
     assert convo.state().shown_item(first.item_id).explanation == faithful
     assert faithful in convo.why(first.item_id).text
     # A model failing mid-stream: the template sentence is recorded and the session goes on.
-    broken = LLMExplainer(FakeLLM(fail=True), ITEMS)
-    last = list(convo.stream_explanation(second.item_id, broken))[-1]
+    llm._fail = True
+    last = list(convo.stream_explanation(second.item_id))[-1]
     assert last[1] == "template-fallback" and convo.state().shown_item(second.item_id).explanation == last[0]
-    assert list(convo.stream_explanation("not-shown", writer)) == []
+    llm._fail = False
+    assert list(convo.stream_explanation("not-shown")) == []
     assert convo.handle("recommend").cards
+    # Without streaming, or with a template explainer, replies carry their final sentences and nothing streams.
+    plain = Conversation(fake_recommender(explainer={"kind": "template"}), store, "plain", stream_explanations=True)
+    assert not plain.streams
 
 
 def test_negated_likes_and_favourites_without_a_verb_before_the_title(rec, store):

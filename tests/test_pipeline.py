@@ -36,9 +36,21 @@ def test_newcomer_with_nothing_gets_a_note_not_an_error(recommender: Recommender
 
 def test_likes_and_query_profiles(recommender: Recommender):
     profile = recommender.profile(likes=["Toy Story (1995)"], query="animated ogre comedy")
+    assert set(profile.constraints.wanted_genres) == {"Animation", "Comedy"}  # the genres the words name
     recs = recommender.recommend(profile, k=4)
     assert "1" not in {r.item.item_id for r in recs.items}
-    assert len(recs.items) == 4
+    # Only three unseen items of the toy catalogue are animated or comedies: no filler makes up the number.
+    assert {r.item.item_id for r in recs.items} == {"2", "3", "7"}
+
+
+def test_a_query_states_constraints_that_every_result_meets(recommender: Recommender):
+    from llmrec.profile import constraints_from_text
+
+    stated = constraints_from_text("a comedy from the 2000s, nothing scary")
+    assert (stated.wanted_genres, stated.avoided_genres, stated.year_min, stated.year_max) == (
+        ("Comedy",), ("Horror",), 2000, 2009)
+    recs = recommender.recommend(recommender.profile(query="a comedy from the 2000s"), k=5)
+    assert recs.items and all("Comedy" in r.item.genres and 2000 <= r.item.year <= 2009 for r in recs.items)
 
 
 def test_filters_apply_before_ranking(recommender: Recommender):
@@ -73,7 +85,7 @@ def test_failing_llm_falls_back_and_says_so():
 
 def test_neural_collaborative_models_train_once_per_data_set(tmp_path):
     from llmrec.data import preprocess
-    from llmrec.recommend import fit_cf_scorer
+    from llmrec.pipeline.stores import fit_cf_scorer
 
     seq = preprocess(toy_dataset(), min_count=3)
     first = fit_cf_scorer("ncf", seq, cache_dir=tmp_path)

@@ -113,20 +113,3 @@ def test_unknown_candidates_are_dropped_and_config_is_validated():
         LLMRanker(FakeLLM(), ITEMS, blend=2.0)
     with pytest.raises(ConfigError, match="distinct"):
         LLMRanker(FakeLLM(), ITEMS, labels="AA")
-
-
-def test_the_blend_comes_from_the_adapter_card(tmp_path):
-    import json
-
-    from llmrec.ranking import validated_blend
-
-    assert validated_blend(None) == 0.0 and validated_blend(tmp_path) == 0.0  # no adapter, no card
-    card = {"ranker": {"blend": 0.9},
-            "validation": {"lora": {"ndcg@10_by_blend": {"0": 0.05, "0.5": 0.07, "0.9": 0.07}},
-                           "zero_shot": {"ndcg@10_by_blend": {"0": 0.06, "0.98": 0.08}}}}  # fmt: skip
-    (tmp_path / "adapter_card.json").write_text(json.dumps(card))
-    assert validated_blend(tmp_path) == 0.5  # the best validation NDCG; a tie goes to the more LLM-driven blend
-    assert validated_blend(tmp_path, zero_shot=True) == 0.98
-    card["ranker"]["blend_validated"] = 0.8
-    (tmp_path / "adapter_card.json").write_text(json.dumps(card))
-    assert validated_blend(tmp_path) == 0.8

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from llmrec.config import RecommenderConfig
 from llmrec.data.dataset import Dataset, Interactions
 from llmrec.data.split import SequenceData, preprocess
 from llmrec.embedding import HashingEmbedder
 from llmrec.errors import ConfigError, DataError
 from llmrec.index import MemoryIndex, open_chroma_index
 from llmrec.indexing import build_index, store_spec
+from llmrec.pipeline import Recommendations, Recommender
+from llmrec.pipeline.stores import index_dataset
 from llmrec.profile import (
     build_profile,
     history_profile,
@@ -24,7 +26,6 @@ from llmrec.profile import (
     parse_preferences,
     resolve_title,
 )
-from llmrec.recommend import RecommendResult, index_dataset, recommend
 from llmrec.retrieval import Retriever, top_candidates
 from llmrec.retrieval.collaborative import CollaborativeRetriever, CollaborativeScorer
 from llmrec.retrieval.diversify import DiversifiedRetriever, MMRDiversifier, mmr
@@ -344,31 +345,33 @@ def toy_scorer_factory(name: str, seq: SequenceData) -> CollaborativeScorer:
 
 @pytest.fixture
 def service(ds, tmp_path):
-    def call(**kwargs) -> RecommendResult:
-        return recommend(ds, cache_dir=tmp_path, embedder="hashing-256", scorer_factory=toy_scorer_factory,
-                         cf_min_count=1, **kwargs)  # fmt: skip
+    """``Recommender.recommend`` as the CLI calls it, on the toy catalogue with a hashing embedder."""
+
+    def call(user=None, likes=(), query=None, k=10, **sections) -> Recommendations:
+        config = RecommenderConfig().updated(embedder={"name": "hashing-256"}, data={"min_count": 1},
+                                             cache_dir=tmp_path, **sections)  # fmt: skip
+        rec = Recommender(config, dataset=ds, scorer_factory=toy_scorer_factory)
+        return rec.recommend(rec.profile(user=user, likes=likes, query=query), k=k, explain=False)
 
     return call
 
 
 def test_recommend_builds_the_store_on_first_use(service, tmp_path):
-    first = service(likes=["Toy Story (1995)"], k=3, retriever="text")
+    first = service(likes=["Toy Story (1995)"], k=3, retrieval={"retriever": "text"})
     assert any("built the vector store" in n for n in first.notes)
     assert (tmp_path / "stores" / "toy-hashing-256" / "chroma.sqlite3").is_file()
-    assert first.items[0].title == "Toy Story 2 (1999)" and first.items[0].sources == ("text",)
-    again = service(likes=["Toy Story (1995)"], k=3, retriever="text")
-    assert not any("built" in n for n in again.notes) and [i.item_id for i in again.items] == [
-        i.item_id for i in first.items
-    ]
+    assert first.items[0].item.display_title == "Toy Story 2 (1999)" and first.items[0].sources == ("text",)
+    again = service(likes=["Toy Story (1995)"], k=3, retrieval={"retriever": "text"})
+    assert not any("built" in n for n in again.notes)
+    assert [r.item.item_id for r in again.items] == [r.item.item_id for r in first.items]
 
 
 @pytest.mark.parametrize("retriever", ["text", "cf", "hybrid"])
 def test_recommend_for_a_known_user(service, retriever):
-    result = service(user="u1", k=5, retriever=retriever)
+    result = service(user="u1", k=5, retrieval={"retriever": retriever})
     assert 0 < len(result.items) <= 5 and result.retriever in (retriever, "text", "cf")
-    assert not {i.item_id for i in result.items} & {"1", "3", "4", "11"}
-    rows = json.loads(json.dumps(result.as_dicts()))
-    assert {"item_id", "title", "score", "sources"} <= set(rows[0])
+    assert not {r.item.item_id for r in result.items} & {"1", "3", "4", "11"}
+    assert all(r.evidence.stage_scores and r.explanation for r in result.items)
 
 
 def test_recommend_for_newcomers_and_strangers(service):
@@ -377,17 +380,16 @@ def test_recommend_for_newcomers_and_strangers(service):
     assert any("collaborative retrieval skipped" in n for n in query_only.notes)
     stranger = service(user="nobody", k=3)
     assert stranger.items == [] and any("newcomer" in n for n in stranger.notes)
-    diverse = service(likes=["Toy Story (1995)"], k=4, diversity=0.5)
+    diverse = service(likes=["Toy Story (1995)"], k=4, retrieval={"diversity": 0.5})
     assert diverse.retriever == "hybrid+mmr" and len(diverse.items) == 4
 
 
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({}, ConfigError, "--user ID, --like TITLE or --query TEXT"),
         ({"user": "u1", "k": 0}, ConfigError, "at least 1"),
-        ({"user": "u1", "retriever": "magic"}, ConfigError, "unknown retriever"),
-        ({"user": "u1", "diversity": 2.0}, ConfigError, "diversity"),
+        ({"user": "u1", "retrieval": {"retriever": "magic"}}, ConfigError, "unknown retriever"),
+        ({"user": "u1", "retrieval": {"diversity": 2.0}}, ConfigError, "diversity"),
         ({"likes": ["No Such Film (2042)"]}, DataError, "closest"),
     ],
 )
@@ -404,8 +406,9 @@ def test_index_dataset_reports(ds, tmp_path: Path):
 
 
 def test_hybrid_falls_back_to_text_when_the_data_is_too_small_for_cf(ds, tmp_path):
-    result = recommend(ds, cache_dir=tmp_path, embedder="hashing-256", scorer_factory=toy_scorer_factory, user="u1")
+    config = RecommenderConfig().updated(embedder={"name": "hashing-256"}, cache_dir=tmp_path)
+    rec = Recommender(config, dataset=ds, scorer_factory=toy_scorer_factory)
+    result = rec.recommend(rec.profile(user="u1"), explain=False)
     assert result.retriever == "text" and any("5-core" in n for n in result.notes)
     with pytest.raises(DataError, match="too small"):
-        recommend(ds, cache_dir=tmp_path, embedder="hashing-256", scorer_factory=toy_scorer_factory, user="u1",
-                  retriever="cf")  # fmt: skip
+        rec.variant(retrieval={"retriever": "cf"}).recommend(rec.profile(user="u1"))

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llmrec.config import RecommenderConfig
 from llmrec.data import load_dataset
 from llmrec.data.dataset import Dataset, Interactions
 from llmrec.embedding import get_embedder
-from llmrec.recommend import recommend
+from llmrec.pipeline import Recommender
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
@@ -45,17 +46,22 @@ def test_minilm_embeds_meaning(embedder):
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.1
 
 
+def recommend(subset: Dataset, cache: Path, k: int = 10, retriever: str = "hybrid", **who) -> list:
+    rec = Recommender(RecommenderConfig().updated(retrieval={"retriever": retriever}, cache_dir=cache), dataset=subset)
+    return rec.recommend(rec.profile(**who), k=k, explain=False).items
+
+
 def test_like_toy_story_gives_animation_and_children_films(subset, session_cache):
-    result = recommend(subset, cache_dir=session_cache, likes=["Toy Story (1995)"], retriever="text", k=10)
-    assert len(result.items) == 10 and "1" not in {i.item_id for i in result.items}
-    family = [i for i in result.items if {"Animation", "Children"} & set(i.genres)]
-    assert len(family) >= 6, [(i.title, i.genres) for i in result.items]
-    assert result.items[0].evidence.similar_liked == ("1",)
+    items = recommend(subset, session_cache, likes=["Toy Story (1995)"], retriever="text")
+    assert len(items) == 10 and "1" not in {r.item.item_id for r in items}
+    family = [r.item for r in items if {"Animation", "Children"} & set(r.item.genres)]
+    assert len(family) >= 6, [(r.item.title, r.item.genres) for r in items]
+    assert items[0].evidence.similar_liked == ("1",)
 
 
 def test_user_1_gets_ten_unseen_items(subset, session_cache):
     seen = set(subset.interactions.item_ids[subset.interactions.user_ids == "1"].tolist())
-    result = recommend(subset, cache_dir=session_cache, user="1", k=10)  # hybrid: text + EASE
-    assert len(result.items) == 10
-    assert not {i.item_id for i in result.items} & seen
-    assert {"text", "cf"} & {s for i in result.items for s in i.sources}
+    items = recommend(subset, session_cache, user="1")  # hybrid: text + EASE
+    assert len(items) == 10
+    assert not {r.item.item_id for r in items} & seen
+    assert {"text", "cf"} & {s for r in items for s in r.sources}

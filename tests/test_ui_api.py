@@ -192,14 +192,17 @@ def test_serve_reads_host_and_port_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setattr(app_module, "build_app", lambda factory, store, settings: seen.update(store=store))
     monkeypatch.setenv("GRADIO_SERVER_NAME", "127.0.0.2")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
-    app_module.serve("ml-latest-small", data_dir=tmp_path, cache_dir=tmp_path)
+    from llmrec.config import RecommenderConfig
+
+    config = RecommenderConfig().updated(data={"data_dir": tmp_path}, cache_dir=tmp_path)
+    app_module.serve(config)
     assert (seen["host"], seen["port"]) == ("127.0.0.2", 7999)
     assert seen["store"] == tmp_path / "chat" / "profiles.sqlite"
-    app_module.serve("ml-latest-small", data_dir=tmp_path, cache_dir=tmp_path, host="127.0.0.1", port=8001)
+    app_module.serve(config, host="127.0.0.1", port=8001)
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 8001)
     monkeypatch.delenv("GRADIO_SERVER_NAME")
     monkeypatch.delenv("GRADIO_SERVER_PORT")
-    app_module.serve("ml-latest-small", data_dir=tmp_path, cache_dir=tmp_path)
+    app_module.serve(config)
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 7860)
 
 

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from llmrec.chat.engine import MAX_MESSAGE, Card, Reply
+from llmrec.chat.engine import BUTTONS, MAX_MESSAGE, Card, ProfileEdit, Reply
 from llmrec.chat.state import ChatState
-from llmrec.chat.store import StaleStateError
 from llmrec.errors import LlmrecError
+from llmrec.pipeline.parts import EXPLAINERS, RANKERS
 from llmrec.safety import sanitize_output
 from ui.service import Choice, Service, valid_user_id
 
@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 
 CSS_PATH = Path(__file__).with_name("theme.css")
 ACTIONS = (("why", "Why?"), ("like", "👍 Like"), ("dislike", "👎 Dislike"), ("seen", "Seen it"))
-ASKED = {"why": "Why {title}?", "like": "👍 I like {title}", "dislike": "👎 {title} isn't for me",
-         "seen": "I've seen {title}"}  # fmt: skip
-RANKERS = [("Retrieval order (fast)", "passthrough"), ("Language model re-ranks", "llm")]
-EXPLAINERS = [("Templates from the evidence (fast)", "template"), ("Written by the language model", "llm")]
 LOADING = ("One moment: I'm loading the catalogue and the models. The very first start builds the search "
            "index, which can take a few minutes.")  # fmt: skip
 HEADER = """<div class="brand"><div class="logo">🎬</div><div><h1>llmrec</h1>
@@ -111,19 +107,11 @@ class ChatApp:
         return user_id if valid_user_id(user_id) else "web-" + secrets.token_hex(8)
 
     def _choice(self, ranker: Any, explainer: Any, model: Any, k: Any, diversity: Any) -> tuple[Choice, int]:
-        default = self.service.default_choice
-        ranker = ranker if ranker in ("passthrough", "llm") else default.ranker
-        explainer = explainer if explainer in ("template", "llm") else default.explainer
-        model = model if model in self.service.model_names() else default.model
-        try:
-            diversity = min(max(round(float(diversity), 2), 0.0), 1.0)
-        except (TypeError, ValueError):
-            diversity = default.diversity
         try:
             k = min(max(int(k), 1), self.settings.max_k)
         except (TypeError, ValueError):
             k = self.settings.k
-        return Choice(ranker, explainer, model, diversity), k
+        return self.service.choice(ranker, explainer, model, diversity), k
 
     def _cards(self, reply: Reply, state: ChatState | None) -> list[dict[str, Any]]:
         if reply.cards:
@@ -168,33 +156,28 @@ class ChatApp:
              greeting: bool = False) -> tuple[Reply, ChatState | None, Any]:  # fmt: skip
         """Call the conversation; library errors become a polite reply, never a traceback in the page.
 
-        With the LLM explainer chosen, the turn runs with template explanations (cards at once) and the
-        third value is the LLM explainer that then streams each card's sentence into place."""
+        The third value is the conversation when its cards' sentences are to be streamed in afterwards (the
+        language model writes them; the cards came at once with template sentences)."""
         try:
             choice, k = self._choice(*settings)
-            writer = None
-            if choice.explainer == "llm" and not greeting:
-                writer = self.service.recommender(choice).explainer
-                choice = dataclasses.replace(choice, explainer="template")
             convo = self.service.greeter(uid) if greeting else self.service.conversation(uid, choice, k)
             reply = call(convo)
-            return reply, convo.state(), (convo, writer) if writer is not None and reply.cards else None
+            return reply, convo.state(), convo if convo.streams and reply.cards else None
         except LlmrecError as exc:
             return Reply(f"Sorry, I couldn't do that: {sanitize_output(str(exc), 400)}"), None, None
         except Exception:
             log.exception("chat event failed for %s", uid)
             return Reply("Sorry, something went wrong on my side. Please try again."), None, None
 
-    def _stream_explanations(self, uid: str, reply: Reply, streaming: tuple[Any, Any], lead: tuple) -> Iterator[tuple]:
+    def _stream_explanations(self, uid: str, reply: Reply, convo: Any, lead: tuple) -> Iterator[tuple]:
         """Replace each card's template sentence by the LLM's, token by token (the chat lists titles only)."""
         import gradio as gr
 
-        convo, writer = streaming
         cards = [_card_dict(c) for c in reply.cards]
         rest = [gr.skip()] * 10  # chips, notes and the profile panel stay as they are
         for card in cards:
             try:
-                for text, source in convo.stream_explanation(card["item_id"], writer):
+                for text, source in convo.stream_explanation(card["item_id"]):
                     card["explanation"] = sanitize_output(text) + (" ▍" if source == "streaming" else "")
                     card["explanation_source"] = source
                     yield (*lead, uid, gr.skip(), [dict(c) for c in cards], *rest)
@@ -224,7 +207,7 @@ class ChatApp:
             yield from self._stream_explanations(uid, reply, streaming, lead)
             final = dataclasses.replace(reply, cards=())  # the cards come from the recorded state now
             yield (*lead, *self._outputs(uid, [*history, _say("assistant", reply.text)], final,
-                                         streaming[0].state(), keep_cards))  # fmt: skip
+                                         streaming.state(), keep_cards))  # fmt: skip
 
     # -- events -----------------------------------------------------------------------------------
     def on_load(self, user_id: Any, ranker: Any, explainer: Any, model: Any, k: Any,
@@ -252,54 +235,21 @@ class ChatApp:
         """A card button: ``why``, ``like``, ``dislike`` or ``seen`` on ``item_id``."""
         uid, settings = self._uid(user_id), (ranker, explainer, model, k, diversity)
         item_id, kind = str(item_id or ""), str(kind or "")
-        if kind not in ASKED:
+        if kind not in BUTTONS:
             kind = "why"
-        asked = ASKED[kind].format(title=self.service.title(item_id))
-        store = self.service.store
-
-        def call(convo: Any) -> Reply:
-            store.append_turn(uid, "user", asked)
-            reply = convo.why(item_id) if kind == "why" else convo.feedback(item_id, kind)
-            store.append_turn(uid, "assistant", reply.text)
-            return reply
-
+        asked = BUTTONS[kind].format(title=self.service.title(item_id))
         history = [*(history or []), _say("user", asked)]
-        yield from self._turn(uid, history, settings, call)
+        yield from self._turn(uid, history, settings, lambda convo: convo.act(item_id, kind))
 
     def on_save(self, user_id: Any, liked: Any, disliked: Any, seen: Any, preferences: Any, wanted: Any,
                 avoided: Any, year_from: Any, year_to: Any, history: list, ranker: Any, explainer: Any, model: Any,
                 k: Any, diversity: Any) -> tuple:  # fmt: skip
         """The profile panel's "Save": apply the edits to the stored state (retried if another tab wrote)."""
         uid, settings = self._uid(user_id), (ranker, explainer, model, k, diversity)
-        genres = set(self.service.genres)
-        lo, hi = _year(year_from), _year(year_to)
-        if lo and hi and lo > hi:
-            lo, hi = hi, lo
-        keep = {"liked": set(liked or ()), "disliked": set(disliked or ()), "seen": set(seen or ())}
-        avoided_set = {g for g in avoided or () if g in genres}
-
-        def edit(convo: Any) -> Reply:
-            for _ in range(3):
-                state, version = convo.load()
-                for name, kept in keep.items():
-                    setattr(state, name, [i for i in getattr(state, name) if i in kept])
-                lines = [line.strip()[:300] for line in str(preferences or "").splitlines() if line.strip()]
-                state.preferences = lines[:20]
-                state.wanted_genres = [g for g in wanted or () if g in genres and g not in avoided_set]
-                state.avoided_genres = sorted(avoided_set)
-                state.year_min, state.year_max = lo, hi
-                try:
-                    self.service.store.save(uid, state.to_json(), version)
-                    break
-                except StaleStateError:
-                    continue
-            else:
-                return Reply("Your profile changed in another tab while saving; reload the page and try again.")
-            text = "Saved your profile. Your next recommendations will follow it."
-            self.service.store.append_turn(uid, "assistant", text)
-            return Reply(text, chips=("Recommend something",))
-
-        reply, state, _ = self._run(uid, settings, edit)
+        lines = tuple(str(preferences or "").splitlines())
+        edit = ProfileEdit(tuple(liked or ()), tuple(disliked or ()), tuple(seen or ()), lines, tuple(wanted or ()),
+                           tuple(avoided or ()), _year(year_from), _year(year_to))  # fmt: skip
+        reply, state, _ = self._run(uid, settings, lambda convo: convo.edit_profile(edit))
         return self._outputs(uid, [*(history or []), _say("assistant", reply.text)], reply, state, keep_cards=True)
 
     def on_forget(self, user_id: Any, ranker: Any, explainer: Any, model: Any, k: Any, diversity: Any) -> tuple:
@@ -425,8 +375,8 @@ def build_app(recommender_factory: Callable[[], Any], store_path: str | Path,
                 with gr.Tab("Settings", id="settings"):
                     gr.Textbox(settings.dataset_label, label="Catalogue", interactive=False,
                                info="Restart with `llmrec ui DATASET` to use another one.")  # fmt: skip
-                    ranker = gr.Radio(RANKERS, value=default.ranker, label="Ranking")
-                    explainer = gr.Radio(EXPLAINERS, value=default.explainer, label="Explanations")
+                    ranker = gr.Radio(RANKERS.choices(), value=default.ranker, label="Ranking")
+                    explainer = gr.Radio(EXPLAINERS.choices(), value=default.explainer, label="Explanations")
                     model = gr.Dropdown(service.model_names(), value=default.model, label="Language model",
                                         info="Used when ranking or explanations use the language model; "
                                              "a new model loads on first use.")  # fmt: skip
@@ -497,14 +447,13 @@ def browser_secret(folder: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def serve(dataset: str = "ml-latest-small", data_dir: str | Path | None = None, host: str | None = None,
-          port: int | None = None, cache_dir: str | Path | None = None, config: Any = None) -> None:  # fmt: skip
-    """``llmrec ui``: build the recommender for ``dataset`` and serve the app until interrupted.
+def serve(config: Any, host: str | None = None, port: int | None = None) -> None:
+    """``llmrec ui``: build the recommender for ``config`` (a ``RecommenderConfig``) and serve the app until
+    interrupted.
 
     ``host``/``port`` fall back to ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT``, then 127.0.0.1:7860.
     Profiles live in ``<cache>/chat/profiles.sqlite`` (the same store as ``llmrec chat``).
     """
-    from llmrec.config import RecommenderConfig
     from llmrec.errors import ConfigError
     from llmrec.paths import resolve_cache_dir
     from llmrec.pipeline import Recommender
@@ -515,11 +464,8 @@ def serve(dataset: str = "ml-latest-small", data_dir: str | Path | None = None, 
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             raise ConfigError(f"GRADIO_SERVER_PORT={raw!r} is not a port number; use 1-65535")
         port = int(raw)
-    config = (config or RecommenderConfig()).updated(data={"dataset": dataset, "data_dir": data_dir})
-    if cache_dir is not None:
-        config = config.updated(cache_dir=cache_dir)
     store_path = resolve_cache_dir(config.cache_dir) / "chat" / "profiles.sqlite"
-    settings = AppSettings(dataset_label=str(dataset), browser_secret=browser_secret(store_path.parent))
+    settings = AppSettings(dataset_label=str(config.data.dataset), browser_secret=browser_secret(store_path.parent))
     app = build_app(lambda: Recommender(config), store_path, settings)
     log.info("llmrec app on http://%s:%d (profiles in %s)", host, port, store_path)
     launch(app, host, port)

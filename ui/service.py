@@ -9,7 +9,6 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from llmrec.chat.engine import Conversation
 from llmrec.chat.store import ProfileStore
 from llmrec.errors import LlmrecError
+from llmrec.pipeline.parts import EXPLAINERS, RANKERS
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +36,6 @@ class Choice:
 def valid_user_id(value: Any) -> bool:
     """Ids are made here (``web-`` and 16 hex digits), so no data-set user or other person's id is accepted."""
     return isinstance(value, str) and USER_ID.fullmatch(value) is not None
-
-
-def derive_recommender(base: Any, choice: Choice, siblings: Sequence[Any]) -> Any:
-    """A recommender with other settings that shares ``base``'s catalogue, store and collaborative model.
-
-    It reuses a sibling's language model when one already loaded the same model. (A candidate for
-    ``Recommender.variant(...)`` in ``llmrec.pipeline``; it uses only the public constructor.)
-    """
-    from llmrec.pipeline import Recommender
-
-    config = base.config.updated(ranker={"kind": choice.ranker}, explainer={"kind": choice.explainer},
-                                 llm={"model": choice.model}, retrieval={"diversity": choice.diversity})  # fmt: skip
-    llm = None
-    if "llm" in (choice.ranker, choice.explainer):
-        owner = next((r for r in siblings if r.config.llm == config.llm and _uses_llm(r.config)), None)
-        llm = owner.llm if owner is not None else None
-    needs_text = config.retrieval.retriever in ("text", "hybrid") or choice.diversity > 0
-    return Recommender(config, dataset=base.dataset, embedder=base.embedder if needs_text else None,
-                       index=base.index if needs_text else None, llm=llm,
-                       scorer_factory=lambda _name, _seq: base.collaborative[0])  # fmt: skip
-
-
-def _uses_llm(config: Any) -> bool:
-    return config.ranker.kind == "llm" or config.explainer.kind == "llm"
 
 
 class Service:
@@ -130,6 +106,17 @@ class Service:
         items = self.items
         return items[item_id].display_title if item_id in items else item_id
 
+    def choice(self, ranker: Any, explainer: Any, model: Any, diversity: Any) -> Choice:
+        """A session's settings, with anything unknown replaced by the default."""
+        default = self.default_choice
+        try:
+            diversity = min(max(round(float(diversity), 2), 0.0), 1.0)
+        except (TypeError, ValueError):
+            diversity = default.diversity
+        return Choice(ranker if ranker in RANKERS.kinds() else default.ranker,
+                      explainer if explainer in EXPLAINERS.kinds() else default.explainer,
+                      model if model in self.model_names() else default.model, diversity)  # fmt: skip
+
     def model_names(self) -> list[str]:
         """Language models that can load here (packaged ones that are installed), the configured one first."""
         if self._models is None:
@@ -145,8 +132,14 @@ class Service:
         with self._lock:
             if choice not in self._variants:
                 log.info("new recommender variant %s", choice)
-                self._variants[choice] = derive_recommender(self.base, choice, list(self._variants.values()))
+                self._variants[choice] = self._derive(choice)
             return self._variants[choice]
+
+    def _derive(self, choice: Choice) -> Any:
+        """A variant of the base recommender for ``choice``: it shares the catalogue, store, collaborative model
+        and every language model already loaded (``Recommender.variant``)."""
+        return self.base.variant(ranker={"kind": choice.ranker}, explainer={"kind": choice.explainer},
+                                 llm={"model": choice.model}, retrieval={"diversity": choice.diversity})  # fmt: skip
 
     def greeter(self, user_id: str) -> Conversation:
         """A conversation that can greet (and show the profile) while the store and models still load."""
@@ -157,7 +150,8 @@ class Service:
         recommender = self.recommender(choice)
         key = (user_id, choice, k)
         with self._lock:
-            convo = self._conversations.pop(key, None) or Conversation(recommender, self.store, user_id, k=k)
+            convo = self._conversations.pop(key, None) or Conversation(recommender, self.store, user_id, k=k,
+                                                                      stream_explanations=True)
             self._conversations[key] = convo
             while len(self._conversations) > self.MAX_CONVERSATIONS:
                 self._conversations.popitem(last=False)

@@ -46,6 +46,24 @@ class Card:
     position: int
 
 
+BUTTONS = {"why": "Why {title}?", "like": "👍 I like {title}", "dislike": "👎 {title} isn't for me",
+           "seen": "I've seen {title}"}  # card buttons, as the transcript records them
+
+
+@dataclass(frozen=True)
+class ProfileEdit:
+    """What the profile panel submits: the items kept in each list and the stated limits."""
+
+    liked: tuple[str, ...] = ()
+    disliked: tuple[str, ...] = ()
+    seen: tuple[str, ...] = ()
+    preferences: tuple[str, ...] = ()
+    wanted_genres: tuple[str, ...] = ()
+    avoided_genres: tuple[str, ...] = ()
+    year_min: int | None = None
+    year_max: int | None = None
+
+
 @dataclass(frozen=True)
 class Reply:
     text: str
@@ -58,13 +76,18 @@ class Reply:
 class Conversation:
     """A chat session for ``user_id``; safe to run beside other sessions of other users (or the same one)."""
 
-    def __init__(self, recommender: Any, store: ProfileStore, user_id: str, k: int = 5) -> None:
+    def __init__(self, recommender: Any, store: ProfileStore, user_id: str, k: int = 5,
+                 stream_explanations: bool = False) -> None:  # fmt: skip
+        """``stream_explanations``: lists come at once with template sentences, and ``stream_explanation`` then
+        writes each card's sentence with the recommender's own explainer (the app); otherwise every reply carries
+        the explainer's final sentences (the terminal chat)."""
         if not user_id or not user_id.strip():
             raise DataError("a chat needs a user id; pass --user ID or let the app create one")
         self.rec = recommender
         self.store = store
         self.user_id = user_id.strip()
         self.k = k
+        self.stream_explanations = stream_explanations
 
     # -- state ------------------------------------------------------------------------------------
     @property
@@ -149,15 +172,58 @@ class Conversation:
             raise DataError(f"unknown feedback {kind!r}; use like, dislike or seen")
         return self._transact(lambda state: self._feedback(state, [item_id], kind, from_button=True))
 
+    def act(self, item_id: str, kind: str) -> Reply:
+        """A card button (``why``, ``like``, ``dislike`` or ``seen`` on ``item_id``), recorded in the transcript as
+        what the user asked and what was answered."""
+        if kind not in BUTTONS:
+            raise DataError(f"unknown card action {kind!r}; use {', '.join(BUTTONS)}")
+        title = self.items[item_id].display_title if item_id in self.items else item_id
+        self.store.append_turn(self.user_id, "user", BUTTONS[kind].format(title=title))
+        reply = self.why(item_id) if kind == "why" else self.feedback(item_id, kind)
+        self.store.append_turn(self.user_id, "assistant", reply.text)
+        return reply
+
+    def edit_profile(self, edit: ProfileEdit) -> Reply:
+        """The profile panel's edits: keep only the listed liked / disliked / seen items, replace the stated
+        preferences, genres (catalogue genres only; avoiding wins) and the year range (swapped when reversed)."""
+        known = {g for item in self.items.values() for g in item.genres}
+        avoided = sorted({g for g in edit.avoided_genres if g in known})
+        lo, hi = edit.year_min, edit.year_max
+        if lo and hi and lo > hi:
+            lo, hi = hi, lo
+
+        def change(state: ChatState) -> Reply:
+            for name in ("liked", "disliked", "seen"):
+                kept = set(getattr(edit, name))
+                setattr(state, name, [i for i in getattr(state, name) if i in kept])
+            lines = [line.strip()[:300] for line in edit.preferences if line.strip()]
+            state.preferences = lines[:20]
+            state.wanted_genres = [g for g in dict.fromkeys(edit.wanted_genres) if g in known and g not in avoided]
+            state.avoided_genres = avoided
+            state.year_min, state.year_max = lo, hi
+            return Reply("Saved your profile. Your next recommendations will follow it.",
+                         chips=("Recommend something",))  # fmt: skip
+
+        reply = self._transact(change)
+        self.store.append_turn(self.user_id, "assistant", reply.text)
+        return reply
+
     def why(self, item_id: str) -> Reply:
         return self._transact(lambda state: self._why(state, item_id))
 
-    def stream_explanation(self, item_id: str, explainer: Any) -> Iterator[tuple[str, str]]:
-        """Write a shown item's explanation with ``explainer.stream`` (the LLM explainer), yielding ``(text so
-        far, source)``; the final text (``llm`` or ``template-fallback``) becomes what "why?" quotes."""
+    @property
+    def streams(self) -> bool:
+        """Whether shown cards get their sentence written afterwards by ``stream_explanation``."""
+        return self.stream_explanations and callable(getattr(self.rec.explainer, "stream", None))
+
+    def stream_explanation(self, item_id: str) -> Iterator[tuple[str, str]]:
+        """Write a shown item's explanation with the recommender's streaming explainer (the LLM), yielding
+        ``(text so far, source)``; the final text (``llm`` or ``template-fallback``) becomes what "why?" quotes.
+        Nothing is yielded when the explainer does not stream or the item was not shown."""
         shown = self.state().shown_item(item_id)
-        if shown is None or item_id not in self.items:
+        if shown is None or item_id not in self.items or not self.streams:
             return
+        explainer = self.rec.explainer
         final: tuple[str, str] | None = None
         for text, source in explainer.stream(self.items[item_id], shown.evidence_value()):
             final = (text, source)
@@ -175,10 +241,7 @@ class Conversation:
 
     def forget(self) -> Reply:
         """Delete this user's state and transcript everywhere; the session starts over as a newcomer."""
-        removed = self.store.forget(self.user_id)
-        forget_vectors = getattr(self.rec, "forget_user", None)
-        if callable(forget_vectors):
-            forget_vectors(self.user_id)
+        removed = self.store.forget(self.user_id)  # the vector store holds items only, nothing about users
         log.info("forgot user %s (%d rows)", self.user_id, removed)
         return Reply("Done: I deleted your profile and our conversation. We can start fresh whenever you like.",
                      chips=(*onboarding.GENRE_CHIPS[:6], "Skip"))  # fmt: skip
@@ -486,10 +549,11 @@ class Conversation:
     # -- recommending and explaining --------------------------------------------------------------
     def _recommend(self, state: ChatState, prefix: str) -> Reply:
         profile = self.profile(state)
-        result = self.rec.recommend(profile, k=self.k, keep=self._filter(state))
+        explain = not self.streams  # streamed sentences replace the template ones card by card
+        result = self.rec.recommend(profile, k=self.k, keep=self._filter(state), explain=explain)
         recs = result.items
         if not recs and self._filter(state) is not None:
-            relaxed = self.rec.recommend(profile, k=self.k)
+            relaxed = self.rec.recommend(profile, k=self.k, explain=explain)
             if relaxed.items:
                 recs = relaxed.items
                 prefix += " Nothing matched every constraint, so I relaxed them:"

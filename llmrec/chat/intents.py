@@ -93,7 +93,8 @@ def _refine_kind(lower: str) -> str:
     return ""
 
 
-def _genres(lower: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def genres_in(lower: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(wanted, avoided) genres named in lower-cased text, directly or through a mood word."""
     avoided_spans = " ".join(m.group(1) for m in _NEGATED.finditer(lower))
     wanted: list[str] = []
     avoided: list[str] = []
@@ -105,7 +106,8 @@ def _genres(lower: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(g for g in wanted if g not in avoided), tuple(avoided)
 
 
-def _decades(lower: str) -> tuple[int, ...]:
+def decades_in(lower: str) -> tuple[int, ...]:
+    """Decades named in lower-cased text: "90s", "the 1980s", "2000s"."""
     out = []
     for century, digit in _DECADE.findall(lower):
         century = century or ("20" if digit in "012" else "19")
@@ -177,9 +179,9 @@ def classify(text: str) -> Intent:
         if pattern.search(lower):
             kind = name
             break
-    genres, avoid = _genres(lower)
+    genres, avoid = genres_in(lower)
     titles = () if kind in ("quit", "forget", "restart", "skip", "help") else title_spans(text)
-    if kind in ("like", "other") and not titles and (genres or avoid or _decades(lower)):
+    if kind in ("like", "other") and not titles and (genres or avoid or decades_in(lower)):
         kind = "preference"
     refine = _refine_kind(lower) if kind in ("refine", "dislike", "other", "preference") else ""
     if refine and kind in ("other", "preference"):
@@ -191,6 +193,6 @@ def classify(text: str) -> Intent:
         ordinals=_ordinals(lower),
         genres=genres,
         avoid_genres=avoid,
-        decades=_decades(lower),
+        decades=decades_in(lower),
         refine=refine,
     )

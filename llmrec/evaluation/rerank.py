@@ -1,15 +1,15 @@
 """A retriever -> LLM re-ranker pipeline for the harness (the LlamaRec set-up).
 
 The retriever (any registry scorer, e.g. ``sasrec`` or ``ease``) ranks the full catalogue with the
-input masked as the protocol masks it; its top ``n_candidates`` go to the ``LLMRanker``, whose
-verbalizer scores reorder them. Items outside the candidates are misses, so the retriever's
-Recall@n_candidates is the ceiling printed beside the result.
+input masked as the protocol masks it; its top ``n_candidates`` go to the pipeline's ranker (built by
+``llmrec.pipeline``, as ``llmrec recommend`` builds it), whose scores reorder them. Items outside the
+candidates are misses, so the retriever's Recall@n_candidates is the ceiling printed beside the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,8 +17,10 @@ from llmrec.baselines import TrainData, get_scorer
 from llmrec.evaluation.harness import PipelineOutput
 from llmrec.evaluation.protocols import LLAMAREC_MAX_LEN
 from llmrec.progress import progress
-from llmrec.ranking import validated_blend
 from llmrec.types import Candidate, HistoryEntry, Item, UserProfile
+
+if TYPE_CHECKING:
+    from llmrec.config import RecommenderConfig
 
 
 class RerankPipeline:
@@ -96,33 +98,43 @@ class RerankPipeline:
         return PipelineOutput(ranked=ranked, candidates=top.astype(np.int64))
 
 
+def rerank_variants(config: RecommenderConfig, adapter: Any = None) -> dict[str, RecommenderConfig]:
+    """The rows ``evaluate --ranker llm`` compares: the zero-shot model, and the ranker adapter (``adapter``, else
+    the shipped one) when there is one."""
+    from llmrec.adapters import shipped_adapter
+
+    zero_shot = config.updated(llm={"use_default_adapter": False, "adapter": None})
+    variants = {"zero-shot": zero_shot}
+    adapter = adapter or config.llm.adapter or shipped_adapter(config.llm.model)
+    if adapter is not None:
+        variants["lora"] = config.updated(llm={"adapter": adapter})
+    return variants
+
+
 def run_rerank_evaluation(
-    dataset: str,
+    config: RecommenderConfig,
     retriever: str = "ease",
-    data_dir: Any = None,
-    cache_dir: Any = None,
-    model: str = "qwen2.5-coder-0.5b-instruct",
-    adapters: Mapping[str, Any] | None = None,
+    variants: Mapping[str, RecommenderConfig] | None = None,
     n_candidates: int = 20,
     max_users: int | None = None,
     seed: int = 0,
-    threads: int | None = None,
     skip_missed: bool = True,
-    blend: float | None = None,
 ) -> Any:
-    """Retriever alone vs retriever -> LLM ranker (one row per adapter: ``{"zero-shot": None, "lora": DIR}``).
+    """Retriever alone vs retriever -> the pipeline's ranker, one row per variant config (``rerank_variants``).
 
-    Every row is measured on the same (seeded) users under the ``loo`` protocol; the retriever's
-    Recall@``n_candidates`` is reported as the ceiling of each re-ranked row. ``blend`` None: each row uses
-    the blend validated in the adapter's card (the zero-shot sweep for the zero-shot row).
+    Each row's ranker is built by the same road as ``llmrec recommend`` (``Recommender(config).ranker``: the
+    configured kind, model, adapter and blend). Every row is measured on the same (seeded) users under the
+    ``loo`` protocol; the retriever's Recall@``n_candidates`` is reported as the ceiling of each re-ranked row.
     """
     from llmrec.data import load_dataset, preprocess
     from llmrec.evaluation.harness import EvalContext, evaluate_pipeline
     from llmrec.evaluation.protocols import make_split
     from llmrec.evaluation.report import EvaluationReport
+    from llmrec.pipeline import Recommender
 
-    data = load_dataset(dataset, data_dir=data_dir, cache_dir=cache_dir)
-    seq = preprocess(data)
+    data = load_dataset(config.data.dataset, data_dir=config.data.data_dir, cache_dir=config.cache_dir,
+                        allow_download=config.data.allow_download)  # fmt: skip
+    seq = preprocess(data, min_count=config.data.min_count)
     split = make_split("loo", seq, seed)
     context = EvalContext.for_split(split)
     rows: dict[str, Any] = {}
@@ -130,25 +142,13 @@ def run_rerank_evaluation(
     notes_extra: dict[str, str] = {}
     alone = RerankPipeline(retriever, None, seq.item_ids, data.items, seq.ratings, n_candidates=n_candidates)
     rows[retriever] = evaluate_pipeline(alone, split, context=context, max_users=max_users, seed=seed)
-    adapters = adapters or {"zero-shot": None}
-    card = next((a for a in adapters.values() if a), None)  # the validated blends live in the adapter's card
-    blends = {label: blend if blend is not None else validated_blend(adapter or card, zero_shot=adapter is None)
-              for label, adapter in adapters.items()}  # fmt: skip
-    for label, adapter in adapters.items():
-
-        def ranker(adapter: Any = adapter, weight: float = blends[label]) -> Any:
-            from llmrec.llm import prepare_model
-            from llmrec.llm.local import TransformersLLM
-            from llmrec.ranking import LLMRanker
-
-            llm = TransformersLLM(prepare_model(model, cache_dir=cache_dir), name=model, adapter=adapter,
-                                  threads=threads)  # fmt: skip
-            return LLMRanker(llm, data.items, blend=weight)
-
-        pipeline = RerankPipeline(retriever, ranker, seq.item_ids, data.items, seq.ratings, n_candidates=n_candidates)
+    for label, variant in (variants or {"configured": config}).items():
+        recommender = Recommender(variant, dataset=data)
+        pipeline = RerankPipeline(retriever, lambda r=recommender: r.ranker, seq.item_ids, data.items, seq.ratings,
+                                  n_candidates=n_candidates)  # fmt: skip
         if skip_missed:
             pipeline.targets = {int(u): frozenset(t.tolist()) for u, t in zip(split.test.users, split.test.targets)}
-        name = f"{retriever}+{model}+{label}"
+        name = f"{retriever}+{variant.ranker.kind}:{variant.llm.model}+{label}"
         pipeline.name = name
         try:
             rows[name] = evaluate_pipeline(pipeline, split, context=context, max_users=max_users, seed=seed)
@@ -156,14 +156,16 @@ def run_rerank_evaluation(
             errors[name] = f"{type(exc).__name__}: {exc}"
         if pipeline.fallbacks:
             errors[f"{name} (fallbacks)"] = f"{pipeline.fallbacks} users fell back to retrieval order"
+        blend = getattr(pipeline.ranker, "blend", None)
+        if blend is not None:
+            notes_extra[f"{name} blend"] = f"{blend:g}"
         if skip_missed:
-            notes_extra[f"{name} blend"] = f"{blends[label]:g}"
             notes_extra[name] = (
-                f"the LLM ranked the {pipeline.llm_users} users whose test item was among the {n_candidates} "
+                f"the ranker ordered the {pipeline.llm_users} users whose test item was among the {n_candidates} "
                 "candidates; the others keep retrieval order (exact for NDCG, Recall and MRR; coverage, novelty "
                 "and diversity of this row mix both orders)"
             )
     users = rows[retriever].n_users
     notes = {"subset": f"{users} test users" + (f" (seeded random subset, seed {seed})" if max_users else ""),
              **notes_extra}  # fmt: skip
-    return EvaluationReport(dataset, split.protocol, split.description, seq.stats(), rows, errors, seed, notes)
+    return EvaluationReport(data.name, split.protocol, split.description, seq.stats(), rows, errors, seed, notes)

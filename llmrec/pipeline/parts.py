@@ -1,0 +1,261 @@
+"""The one place that reads kind strings: small registries that turn configuration into pipeline parts.
+
+Each registry maps a kind (``"llm"``, ``"template"``, ``"hybrid"``, ...) to a ``PartSpec``: a label people
+read (settings menus, help) and a builder. Builders receive the ``Recommender`` that owns the shared
+resources (catalogue, store, collaborative model, language model) and build the part on demand, so asking
+for a ranker never loads the embedder and a template explainer never loads the language model. The CLI,
+the app, the benchmarks and ``evaluate`` all get their parts here. Built-in kinds are registered by one
+explicit call (``register_builtin_parts``) the first time a registry is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from llmrec.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from llmrec.config import RecommenderConfig
+    from llmrec.types import UserProfile
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PartSpec(Generic[T]):
+    """One kind of part: what people read about it, how to build it, and whether it runs the language model."""
+
+    kind: str
+    label: str
+    build: Callable[..., T]
+    needs_llm: bool = False
+    needs_text: bool = False  # needs the embedder and the vector store
+
+
+class Registry(Generic[T]):
+    """Kinds of one part (rankers, explainers, ...), in registration order."""
+
+    def __init__(self, what: str, option: str) -> None:
+        self.what = what
+        self.option = option  # the config field / CLI option people set, for error messages
+        self._specs: dict[str, PartSpec[T]] = {}
+
+    def register(self, kind: str, label: str, build: Callable[..., T], needs_llm: bool = False,
+                 needs_text: bool = False, replace: bool = False) -> PartSpec[T]:  # fmt: skip
+        if kind in self._specs and not replace:
+            raise ConfigError(f"{self.what} kind {kind!r} is already registered; pass replace=True to override it")
+        self._specs[kind] = PartSpec(kind, label, build, needs_llm, needs_text)
+        return self._specs[kind]
+
+    def spec(self, kind: str) -> PartSpec[T]:
+        _ensure_builtins()
+        try:
+            return self._specs[kind]
+        except KeyError:
+            raise ConfigError(f"unknown {self.what} {kind!r} ({self.option}); choose one of "
+                              f"{', '.join(self._specs)}") from None  # fmt: skip
+
+    def kinds(self) -> tuple[str, ...]:
+        _ensure_builtins()
+        return tuple(self._specs)
+
+    def choices(self) -> list[tuple[str, str]]:
+        """``(label, kind)`` pairs for a settings menu."""
+        _ensure_builtins()
+        return [(s.label, s.kind) for s in self._specs.values()]
+
+
+RANKERS: Registry[Any] = Registry("ranker", "--ranker / ranker.kind")
+EXPLAINERS: Registry[Any] = Registry("explainer", "--explainer / explainer.kind")
+RETRIEVERS: Registry[Any] = Registry("retriever", "--retriever / retrieval.retriever")
+LLM_BACKENDS: Registry[Any] = Registry("language-model backend", "llm.backend")
+_BUILTINS = False
+
+
+def needs_llm(config: RecommenderConfig) -> bool:
+    """Whether the configured ranker or explainer runs the language model."""
+    return RANKERS.spec(config.ranker.kind).needs_llm or EXPLAINERS.spec(config.explainer.kind).needs_llm
+
+
+# Language models ----------------------------------------------------------------------------------
+def _backend_kind(config: RecommenderConfig) -> str:
+    backend = config.llm.backend
+    if backend == "auto":
+        return "openai" if config.llm.url else "local"
+    return backend
+
+
+def build_llm(config: RecommenderConfig) -> Any:
+    """The language model the config names, with its task adapters (shipped ones unless told otherwise)."""
+    return LLM_BACKENDS.spec(_backend_kind(config)).build(config)
+
+
+def adapter_paths(config: RecommenderConfig) -> dict[str, Any]:
+    """Task -> adapter folder: the configured ones, else the shipped ones (unless ``use_default_adapter`` is off)."""
+    from llmrec.adapters import shipped_adapter
+
+    cfg = config.llm
+    given = {"rank": cfg.adapter, "explain": cfg.explain_adapter}
+    paths = {}
+    for task, path in given.items():
+        path = path or (shipped_adapter(cfg.model, task) if cfg.use_default_adapter else None)
+        if path is not None:
+            paths[task] = path
+    return paths
+
+
+def _local_llm(config: RecommenderConfig) -> Any:
+    import logging
+
+    from llmrec.llm import prepare_model
+    from llmrec.llm.local import TransformersLLM
+
+    cfg = config.llm
+    folder = prepare_model(cfg.model, cache_dir=config.cache_dir, allow_network=cfg.allow_network)
+    adapters = adapter_paths(config)
+    logging.getLogger(__name__).info("language model %s; adapters %s", cfg.model, adapters or "none (zero-shot)")
+    return TransformersLLM(folder, name=cfg.model, adapter=adapters.get("rank"), dtype=cfg.dtype, threads=cfg.threads,
+                           explain_adapter=adapters.get("explain"))  # fmt: skip
+
+
+def _served_llm(config: RecommenderConfig) -> Any:
+    from llmrec.llm.openai_http import OpenAICompatLLM
+
+    cfg = config.llm
+    if not cfg.url:
+        raise ConfigError("llm.backend 'openai' needs a server URL; pass --llm-url http://127.0.0.1:8000/v1")
+    if cfg.adapter is not None or cfg.explain_adapter is not None:
+        raise ConfigError(
+            f"--adapter {cfg.adapter or cfg.explain_adapter} cannot be loaded into an LLM server (--llm-url); "
+            "adapters on a server are chosen by --model, the name the server gives the adapter"
+        )
+    return OpenAICompatLLM(cfg.url, cfg.model)
+
+
+def _fake_llm(config: RecommenderConfig) -> Any:
+    from llmrec.llm.base import FakeLLM
+
+    return FakeLLM()
+
+
+# Rankers --------------------------------------------------------------------------------------------
+def ranker_blend(config: RecommenderConfig, llm: Any) -> float:
+    """``ranker.blend`` when set, else the blend validated in the loaded ranker adapter's card (the shipped
+    card's zero-shot sweep when the model runs without a ranker adapter)."""
+    from llmrec.adapters import read_card, shipped_adapter
+
+    if config.ranker.blend is not None:
+        return config.ranker.blend
+    adapter = (getattr(llm, "adapters", None) or {}).get("rank") or getattr(llm, "adapter", None)
+    card = read_card(adapter or shipped_adapter(config.llm.model))
+    return card.validated_blend(zero_shot=adapter is None) if card is not None else 0.0
+
+
+def build_ranker(config: RecommenderConfig, owner: Any) -> Any:
+    """The configured ranker; ``owner`` provides ``items`` and (when needed) ``llm``."""
+    return RANKERS.spec(config.ranker.kind).build(config, owner)
+
+
+def _llm_ranker(config: RecommenderConfig, owner: Any) -> Any:
+    from llmrec.ranking import LLMRanker
+
+    llm = owner.llm
+    return LLMRanker(llm, owner.items, max_history=config.ranker.max_history, blend=ranker_blend(config, llm))
+
+
+def _passthrough_ranker(config: RecommenderConfig, owner: Any) -> Any:
+    from llmrec.ranking import PassthroughRanker
+
+    return PassthroughRanker()
+
+
+# Explainers ---------------------------------------------------------------------------------------
+def build_explainer(config: RecommenderConfig, owner: Any, kind: str | None = None) -> Any:
+    """The configured explainer (or the one of ``kind``)."""
+    return EXPLAINERS.spec(kind or config.explainer.kind).build(config, owner)
+
+
+def _llm_explainer(config: RecommenderConfig, owner: Any) -> Any:
+    from llmrec.explanation import LLMExplainer
+
+    return LLMExplainer(owner.llm, owner.items, max_new_tokens=config.explainer.max_new_tokens)
+
+
+def _template_explainer(config: RecommenderConfig, owner: Any) -> Any:
+    from llmrec.explanation import TemplateExplainer
+
+    return TemplateExplainer(owner.items)
+
+
+# Retrievers -------------------------------------------------------------------------------------------
+HYBRID_TEXT_WEIGHT = 0.25  # RRF weight of text vs cf (1.0); best on the validation item of ml-latest-small
+
+
+def build_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
+    """The configured retriever for ``profile`` (what it allows), optionally diversified; notes say what was
+    left out and why. ``(None, notes)`` when nothing can retrieve for this profile."""
+    cfg = config.retrieval
+    retriever, notes = RETRIEVERS.spec(cfg.retriever).build(config, owner, profile)
+    if retriever is not None and cfg.diversity > 0:
+        from llmrec.retrieval.diversify import DiversifiedRetriever, MMRDiversifier
+
+        retriever = DiversifiedRetriever(retriever, MMRDiversifier(owner.index, lam=1.0 - cfg.diversity))
+    return retriever, notes
+
+
+def uses_text(config: RecommenderConfig) -> bool:
+    """Whether the configured retrieval needs the embedder and the vector store."""
+    return RETRIEVERS.spec(config.retrieval.retriever).needs_text or config.retrieval.diversity > 0
+
+
+def _text_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
+    from llmrec.retrieval.text import TextRetriever
+
+    return TextRetriever(owner.index, owner.embedder, items=owner.items), []
+
+
+def _cf_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
+    from llmrec.retrieval.collaborative import CollaborativeRetriever
+
+    if not profile.history:
+        return None, ["collaborative retrieval skipped: it needs a history (--user with ratings, or --like titles)"]
+    scorer, seq = owner.collaborative
+    return CollaborativeRetriever(scorer, seq, label=config.retrieval.cf_model, items=owner.items), []
+
+
+def _hybrid_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
+    from llmrec.retrieval.fusion import HybridRetriever
+
+    text, notes = _text_retriever(config, owner, profile)
+    try:
+        cf, more = _cf_retriever(config, owner, profile)
+    except DataError as exc:  # e.g. a catalogue too small for the collaborative model: text alone
+        cf, more = None, [f"collaborative retrieval skipped: {exc}"]
+    notes += more
+    if cf is None:
+        return text, notes
+    return HybridRetriever([text, cf], weights=(HYBRID_TEXT_WEIGHT, 1.0)), notes
+
+
+# Registration -------------------------------------------------------------------------------------
+def register_builtin_parts() -> None:
+    """Register the built-in kinds (called once, on first use of any registry)."""
+    LLM_BACKENDS.register("local", "This machine (transformers)", _local_llm)
+    LLM_BACKENDS.register("openai", "An OpenAI-compatible server (--llm-url)", _served_llm)
+    LLM_BACKENDS.register("fake", "Scripted stand-in for tests (no model)", _fake_llm)
+    RANKERS.register("llm", "Language model re-ranks", _llm_ranker, needs_llm=True)
+    RANKERS.register("passthrough", "Retrieval order (fast)", _passthrough_ranker)
+    EXPLAINERS.register("llm", "Written by the language model", _llm_explainer, needs_llm=True)
+    EXPLAINERS.register("template", "Templates from the evidence (fast)", _template_explainer)
+    RETRIEVERS.register("hybrid", "Text and collaborative, fused", _hybrid_retriever, needs_text=True)
+    RETRIEVERS.register("text", "Text similarity (vector store)", _text_retriever, needs_text=True)
+    RETRIEVERS.register("cf", "Collaborative model", _cf_retriever)
+
+
+def _ensure_builtins() -> None:
+    global _BUILTINS
+    if not _BUILTINS:
+        _BUILTINS = True
+        register_builtin_parts()
