@@ -71,6 +71,9 @@ class LLMConfig(_Section):
     explain_adapter: Path | None = Field(
         None, description="LoRA adapter of the explainer; default: the shipped one (<adapter>/explain), if any."
     )
+    understand_adapter: Path | None = Field(
+        None, description="LoRA adapter that reads chat messages; default: the shipped one (<adapter>/understand)."
+    )
     use_default_adapter: bool = Field(True, description="Load the adapter shipped for the model when none is given.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")

@@ -97,7 +97,7 @@ def adapter_paths(config: RecommenderConfig) -> dict[str, Any]:
     from llmrec.adapters import shipped_adapter
 
     cfg = config.llm
-    given = {"rank": cfg.adapter, "explain": cfg.explain_adapter}
+    given = {"rank": cfg.adapter, "explain": cfg.explain_adapter, "understand": cfg.understand_adapter}
     paths = {}
     for task, path in given.items():
         path = path or (shipped_adapter(cfg.model, task) if cfg.use_default_adapter else None)
@@ -116,8 +116,7 @@ def _local_llm(config: RecommenderConfig) -> Any:
     folder = prepare_model(cfg.model, cache_dir=config.cache_dir, allow_network=cfg.allow_network)
     adapters = adapter_paths(config)
     logging.getLogger(__name__).info("language model %s; adapters %s", cfg.model, adapters or "none (zero-shot)")
-    return TransformersLLM(folder, name=cfg.model, adapter=adapters.get("rank"), dtype=cfg.dtype, threads=cfg.threads,
-                           explain_adapter=adapters.get("explain"))  # fmt: skip
+    return TransformersLLM(folder, name=cfg.model, adapters=adapters, dtype=cfg.dtype, threads=cfg.threads)
 
 
 def _served_llm(config: RecommenderConfig) -> Any:
@@ -126,9 +125,10 @@ def _served_llm(config: RecommenderConfig) -> Any:
     cfg = config.llm
     if not cfg.url:
         raise ConfigError("llm.backend 'openai' needs a server URL; pass --llm-url http://127.0.0.1:8000/v1")
-    if cfg.adapter is not None or cfg.explain_adapter is not None:
+    given = cfg.adapter or cfg.explain_adapter or cfg.understand_adapter
+    if given is not None:
         raise ConfigError(
-            f"--adapter {cfg.adapter or cfg.explain_adapter} cannot be loaded into an LLM server (--llm-url); "
+            f"--adapter {given} cannot be loaded into an LLM server (--llm-url); "
             "adapters on a server are chosen by --model, the name the server gives the adapter"
         )
     return OpenAICompatLLM(cfg.url, cfg.model)
