@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DATA_DIR ?= ../shared/data
 STAMP  := $(VENV)/.llmrec-installed
 
-.PHONY: install browser demo test lint clean-venv models-large
+.PHONY: install browser demo test lint clean-venv models-large wheel-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: install
 test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Build the wheel, install it into a fresh venv and recommend from another folder, offline (CI runs it).
+wheel-check: install
+	scripts/check_wheel.sh $(DATA_DIR)
 
 lint: install
 	$(BIN)/ruff check .

@@ -325,7 +325,7 @@ def evaluate_cmd(
         from llmrec.evaluation import run_evaluation
 
         report = run_evaluation(dataset, names, data_dir=data_dir, cache_dir=cache_dir, protocol=protocol, seed=seed,
-                                search=not no_search)  # fmt: skip
+                                search=not no_search, allow_download=not offline)  # fmt: skip
     if out is not None:
         report.save(out)
     for name, message in report.errors.items():

@@ -306,6 +306,7 @@ def run_evaluation(
     protocol: str = "loo",
     seed: int = 0,
     search: bool = True,
+    allow_download: bool = True,
 ) -> EvaluationReport:
     """Evaluate registry ``models`` on ``dataset`` under ``protocol``; failures land in ``errors``."""
     from llmrec.data import load_dataset, preprocess
@@ -315,7 +316,7 @@ def run_evaluation(
     specs = [scorer_spec(name) for name in models]  # unknown names fail here, before any work
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; known protocols: {', '.join(PROTOCOLS)}")
-    data = load_dataset(dataset, data_dir=data_dir, cache_dir=cache_dir)
+    data = load_dataset(dataset, data_dir=data_dir, cache_dir=cache_dir, allow_download=allow_download)
     seq = preprocess(data)
     split = make_split(protocol, seq, seed)
     embeddings = genre_embeddings(data, seq.item_ids)
