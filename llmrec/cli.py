@@ -311,7 +311,7 @@ def evaluate_cmd(
     """Evaluate models under the LlamaRec protocol (full ranking); --ranker llm adds the pipeline's re-ranker."""
     names = [m.strip() for m in models.split(",") if m.strip()]
     config = _config(dataset, data_dir, cache_dir, config_file, offline, **_sections(ranker, None, blend, model))
-    if ranker is not None and ranker != "passthrough":
+    if ranker is not None:
         from llmrec.evaluation.rerank import rerank_variants, run_rerank_evaluation
 
         if len(names) != 1:

@@ -177,6 +177,11 @@ def build_explainer(config: RecommenderConfig, owner: Any, kind: str | None = No
     return EXPLAINERS.spec(kind or config.explainer.kind).build(config, owner)
 
 
+def build_evidence_explainer(config: RecommenderConfig, owner: Any) -> Any:
+    """The explainer that writes from the evidence alone, instantly (no model call)."""
+    return build_explainer(config, owner, kind="template")
+
+
 def _llm_explainer(config: RecommenderConfig, owner: Any) -> Any:
     from llmrec.explanation import LLMExplainer
 

@@ -31,7 +31,7 @@ class Recommendations:
 
     items: list[Recommendation]
     notes: tuple[str, ...] = ()
-    ranker: str = "passthrough"
+    ranker: str = ""
     retriever: str = ""  # the retriever that ran (e.g. "text" when the collaborative model had nothing to go on)
 
 
@@ -121,7 +121,7 @@ class Recommender:
     @cached_property
     def template_explainer(self) -> Any:
         """Explanations from the evidence alone: instant, used when the caller wants no model call."""
-        return parts.build_explainer(self.config, self, kind="template")
+        return parts.build_evidence_explainer(self.config, self)
 
     def variant(self, **sections: dict) -> Recommender:
         """A recommender with some settings changed (``ranker={"kind": "passthrough"}``, ...) that shares this
