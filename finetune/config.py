@@ -14,7 +14,8 @@ from typing import Any
 from llmrec.config import read_toml
 from llmrec.errors import ConfigError
 
-CANDIDATE_MODES = ("retrieved", "insert")
+CANDIDATE_MODES = ("retrieved", "insert", "random")
+CANDIDATE_ORDERS = ("retrieval", "shuffled")
 TASKS = ("rank", "explain")
 MAX_LABELS = 20  # the ranker's labels A..T
 
@@ -65,8 +66,30 @@ class LoraTrainConfig:
     )
     candidates: str = field(
         default="retrieved",
-        metadata=_help("'retrieved': keep only examples whose true next item is in the retriever's top-K "
-                       "(LlamaRec); 'insert': put a missing true item in place of the retriever's K-th"),
+        metadata=_help("'retrieved': keep only examples whose true next item is in the retriever's top-K; "
+                       "'insert': put a missing true item in place of the retriever's K-th; 'random': the true item "
+                       "and K-1 uniformly drawn unseen items (LlamaRec's training lists)"),
+    )  # fmt: skip
+    candidate_order: str = field(
+        default="retrieval",
+        metadata=_help("order of a training list's candidates: 'retrieval' (the retriever's order, as inference "
+                       "shows them; the letter is the retriever's rank) or 'shuffled' (needed by 'insert' and "
+                       "'random', whose answer position would otherwise give it away)"),
+    )  # fmt: skip
+    prompt: str = field(
+        default="rank",
+        metadata=_help("prompt template as task or task@version (prompts/<task>/v<N>.toml); 'rank_retrieval' says "
+                       "the candidates are in the retriever's order, best first"),
+    )  # fmt: skip
+    kl_weight: float = field(
+        default=0.0,
+        metadata=_help("weight of KL(zero-shot || adapter) over the labels, added to the loss: keeps the zero-shot "
+                       "model's preferences (one extra forward pass without the adapter per example)"),
+    )  # fmt: skip
+    checks: bool = field(
+        default=False,
+        metadata=_help("before training, run the four checks (target letters, prompt identity, zero-shot better "
+                       "than random on training lists, overfitting 64 prompts) and stop when one fails"),
     )  # fmt: skip
     n_candidates: int = field(default=20, metadata=_help("candidates per prompt (K <= 20, labels A..T)"))
     blend: float = field(
@@ -76,7 +99,10 @@ class LoraTrainConfig:
     )  # fmt: skip
     max_history: int = field(default=20, metadata=_help("most recent history items shown in the prompt"))
     min_history: int = field(default=1, metadata=_help("shortest history prefix a training example may have"))
-    examples: int = field(default=2000, metadata=_help("training examples built (sampled user positions)"))
+    examples: int = field(
+        default=2000,
+        metadata=_help("training examples built (sampled user positions); -1 = every training position of every user"),
+    )
     valid_users: int = field(
         default=64,
         metadata=_help("users whose validation item is ranked at each evaluation (-1 = all); only those whose "
@@ -109,13 +135,25 @@ class LoraTrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
         object.__setattr__(self, "retriever_params", dict(self.retriever_params))
-        positive = ("r", "n_candidates", "examples", "max_steps", "batch_size", "grad_accum", "eval_batch_size")
+        positive = ("r", "n_candidates", "max_steps", "batch_size", "grad_accum", "eval_batch_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"finetune: {name} must be >= 1, got {getattr(self, name)}")
         for name in ("lora_layers", "warmup_steps", "eval_every", "patience", "max_history", "min_history"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"finetune: {name} must be >= 0, got {getattr(self, name)}")
+        if self.examples < 1 and self.examples != -1:
+            raise ConfigError(f"finetune: examples must be -1 (every position) or >= 1, got {self.examples}")
+        if self.candidate_order not in CANDIDATE_ORDERS:
+            raise ConfigError(f"finetune: candidate_order must be one of {', '.join(CANDIDATE_ORDERS)}, "
+                              f"got {self.candidate_order!r}")  # fmt: skip
+        if self.candidates in ("insert", "random") and self.candidate_order == "retrieval":
+            raise ConfigError(f"finetune: candidates = {self.candidates!r} needs candidate_order = 'shuffled' (in a "
+                              "fixed order the answer's position would give it away)")  # fmt: skip
+        if self.kl_weight < 0:
+            raise ConfigError(f"finetune: kl_weight must be >= 0, got {self.kl_weight}")
+        if not self.prompt or self.prompt.count("@") > 1:
+            raise ConfigError(f"finetune: prompt must be 'task' or 'task@version', got {self.prompt!r}")
         if self.n_candidates > MAX_LABELS:
             raise ConfigError(f"finetune: n_candidates must be <= {MAX_LABELS} (labels A..T), got {self.n_candidates}")
         if self.task not in TASKS:

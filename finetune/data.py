@@ -3,10 +3,14 @@
 The retriever is fitted on every user's training items (``seq.train(u)``: all but the last two).
 A training example is a (user, position) pair inside that training part: the history is the items
 before the position, the answer is the item at it. Its candidates are the retriever's top-K for the
-history (the history itself masked, as the live retriever masks what a user has seen), in a seeded
-random order so the answer's label is uniform over A..T. With ``mode="retrieved"`` (the default, as
-LlamaRec evaluates) an example is kept only when the true item is in the top-K; with ``"insert"`` a
-missing true item replaces the K-th candidate. Validation and test items never become answers.
+history (the history itself masked, as the live retriever masks what a user has seen). With
+``mode="retrieved"`` (the default) an example is kept only when the true item is in the top-K, and the
+candidates keep the retriever's order (``order="retrieval"``), exactly as inference shows them, so the
+label is the retriever's rank; ``order="shuffled"`` puts them in a seeded random order instead. With
+``"insert"`` a missing true item replaces the K-th candidate; with ``"random"`` the list is the true item
+and K-1 uniformly drawn items the user has not seen before the position (LlamaRec's training lists); both
+must be shuffled. ``n_examples=-1`` takes every position of every user (LlamaRec). Validation and test
+items never become answers.
 
 Evaluation cases follow the LlamaRec protocol: the retriever's top-K for the whole input (training
 items for validation, training + validation for test), in retrieval order, the target counting as a
@@ -133,11 +137,14 @@ def retrieve(scorer: Any, users: Sequence[int], histories: Sequence[np.ndarray],
 # Training examples --------------------------------------------------------------------------
 def sample_positions(seq: SequenceData, n: int, min_history: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     """``n`` distinct (user, position) pairs: users in shuffled rounds (each user equally often), a uniform
-    position in ``[min_history, len(train))`` each time."""
+    position in ``[min_history, len(train))`` each time; ``n = -1``: every such pair, in a seeded order."""
     lengths = np.array([len(seq.train(u)) for u in range(seq.n_users)])
     eligible = np.flatnonzero(lengths > max(min_history, 0))
     if not len(eligible):
         raise ConfigError(f"finetune: no user has more than min_history={min_history} training items")
+    if n < 0:
+        every = [(int(u), p) for u in eligible for p in range(min_history, int(lengths[u]))]
+        return [every[i] for i in rng.permutation(len(every))]
     capacity = int((lengths[eligible] - min_history).sum())
     n = min(n, capacity)
     chosen: set[tuple[int, int]] = set()
@@ -161,38 +168,63 @@ def build_examples(
     seed: int = 0,
     mode: str = "retrieved",
     min_history: int = 1,
+    order: str | None = None,
 ) -> list[Example]:
-    """Training examples from the training split; see the module docstring for the recipe."""
-    if mode not in ("retrieved", "insert"):
-        raise ConfigError(f"finetune: candidate mode must be 'retrieved' or 'insert', got {mode!r}")
+    """Training examples from the training split; see the module docstring for the recipe. ``order`` defaults to
+    'retrieval' for ``mode="retrieved"`` and 'shuffled' otherwise."""
+    if mode not in ("retrieved", "insert", "random"):
+        raise ConfigError(f"finetune: candidate mode must be 'retrieved', 'insert' or 'random', got {mode!r}")
+    order = order or ("retrieval" if mode == "retrieved" else "shuffled")
+    if order not in ("retrieval", "shuffled") or (mode != "retrieved" and order == "retrieval"):
+        raise ConfigError(f"finetune: candidate order {order!r} does not go with mode {mode!r}; use 'shuffled'")
     rng = np.random.default_rng(seed)
     # Sample more positions than needed when examples whose answer was not retrieved are dropped.
-    draw = n_examples if mode == "insert" else 4 * n_examples
+    draw = n_examples if mode != "retrieved" or n_examples < 0 else 4 * n_examples
     pairs = sample_positions(seq, draw, max(min_history, 1), rng)
+    wanted = len(pairs) if n_examples < 0 else n_examples
     examples: list[Example] = []
     for start in range(0, len(pairs), _SCORE_BATCH):
         chunk = pairs[start : start + _SCORE_BATCH]
         histories = [seq.train(u)[:p] for u, p in chunk]
-        top = retrieve(scorer, [u for u, _ in chunk], histories, n_candidates)
-        for (user, position), retrieved in zip(chunk, top):
+        top = retrieve(scorer, [u for u, _ in chunk], histories, n_candidates) if mode != "random" else None
+        for row, (user, position) in enumerate(chunk):
             truth = int(seq.train(user)[position])
-            items = [int(i) for i in retrieved if i >= 0]
+            if top is None:
+                items = [truth, *random_negatives(seq.n_items, histories[row], truth, n_candidates - 1, rng)]
+            else:
+                items = [int(i) for i in top[row] if i >= 0]
             if truth not in items:
                 if mode == "retrieved":
                     continue
                 items = [*items[: n_candidates - 1], truth]
-            order = rng.permutation(len(items))
-            shuffled = tuple(items[i] for i in order)
-            examples.append(Example(user, position, shuffled, shuffled.index(truth)))
-            if len(examples) == n_examples:
+            listed = tuple(items) if order == "retrieval" else tuple(items[i] for i in rng.permutation(len(items)))
+            examples.append(Example(user, position, listed, listed.index(truth)))
+            if len(examples) == wanted:
                 break
-        if len(examples) == n_examples:
+        if len(examples) == wanted:
             break
     kept = len(examples)
-    log.info("built %d training examples (%s mode) from %d sampled positions", kept, mode, len(pairs))
-    if kept < n_examples:
+    log.info("built %d training examples (%s mode, %s order) from %d positions", kept, mode, order, len(pairs))
+    if n_examples > 0 and kept < n_examples:
         log.warning("only %d of %d requested examples had their answer among the candidates", kept, n_examples)
     return examples
+
+
+def random_negatives(n_items: int, seen: np.ndarray, truth: int, k: int, rng: np.random.Generator) -> list[int]:
+    """``k`` distinct items drawn uniformly from those not in ``seen`` and not ``truth`` (fewer if there are not
+    that many)."""
+    banned = {int(i) for i in seen} | {truth}
+    pool_size = n_items - len(banned)
+    if pool_size <= 3 * k:  # a small catalogue: draw from the explicit pool
+        pool = np.setdiff1d(np.arange(n_items), np.fromiter(banned, dtype=np.int64))
+        return [int(i) for i in rng.choice(pool, size=min(k, len(pool)), replace=False)]
+    out: list[int] = []
+    while len(out) < k:
+        item = int(rng.integers(0, n_items))
+        if item not in banned:
+            banned.add(item)
+            out.append(item)
+    return out
 
 
 # Evaluation cases ---------------------------------------------------------------------------

@@ -160,3 +160,123 @@ def evaluate_scores(
 def retrieval_ceiling(cases: Sequence[EvalCase]) -> float:
     """Share of cases whose target was retrieved: Recall@K of the retriever, the most any re-ranker reaches."""
     return float(np.mean([c.target_index >= 0 for c in cases])) if cases else 0.0
+
+
+# Checks before a long run (issue 16) -----------------------------------------------------------
+CHECK_EXAMPLES = 64
+
+
+def target_letter_errors(ranker: Any, seq: Any, examples: Sequence[Any]) -> list[str]:
+    """Examples whose target letter does not label the true item in the prompt as shown (empty = all correct):
+    the line that starts with the target's label must name the true item, and no other candidate line may."""
+    from finetune.data import example_messages
+    from llmrec.safety import fence
+
+    errors = []
+    for e in examples:
+        text = example_messages(ranker, seq, e)[-1]["content"]
+        title = fence(ranker.items[seq.item_ids[e.target_item]].display_title, 120)
+        label = ranker.labels[e.target]
+        lines = [line for line in text.splitlines() if line[:1] in ranker.labels and line[1:2] in ".):"]
+        labelled = [line for line in lines if line.startswith(label) and title in line]
+        others = [line for line in lines if not line.startswith(label) and f" {title}" in line]
+        if len(labelled) != 1 or others:
+            errors.append(f"user {e.user} position {e.position}: label {label} does not show {title!r} alone")
+    return errors
+
+
+def prompt_identity_errors(ranker: Any, seq: Any, cases: Sequence[Any]) -> list[str]:
+    """Cases whose training-side prompt differs from the prompt the evaluation pipeline shows the ranker for the
+    same user, history and candidates (``llmrec.evaluation.rerank.RerankPipeline``); empty = identical."""
+    from finetune.data import case_messages
+    from llmrec.evaluation.rerank import RerankPipeline
+    from llmrec.types import Candidate
+
+    pipeline = RerankPipeline("pop", None, seq.item_ids, ranker.items, seq.ratings)
+    errors = []
+    for case in cases:
+        history = seq.sequences[case.user][: case.history_length]
+        window = [Candidate(seq.item_ids[i], 0.0, ("retriever",)) for i in case.candidates]
+        if ranker.messages(pipeline._profile(case.user, history), window) != case_messages(ranker, seq, case):
+            errors.append(f"user {case.user} ({case.split}): the training prompt differs from the inference prompt")
+    return errors
+
+
+def order_vs_random(logits: np.ndarray, targets: Sequence[int]) -> dict[str, float]:
+    """Mean reciprocal rank of the targets under ``logits`` (ties to the earlier label) against a uniformly random
+    order of the same lists, with the z statistic of the difference (exact null mean and variance)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    k = logits.shape[1]
+    ranks = np.array([int((row > row[t]).sum() + (row[:t] == row[t]).sum()) for row, t in zip(logits, targets)])
+    rr = 1.0 / (1.0 + ranks)
+    null = 1.0 / np.arange(1, k + 1)
+    mu, sd = null.mean(), null.std()
+    z = (rr.mean() - mu) / (sd / np.sqrt(len(rr))) if len(rr) else 0.0
+    return {"n": len(rr), "mrr": round(float(rr.mean()), 4), "random_mrr": round(float(mu), 4), "z": round(float(z), 2)}
+
+
+def overfit(tuner: Any, examples: Sequence[Any], epochs: int = 30, lr: float = 2e-3, target: float = 0.1,
+            batch_size: int = 8) -> dict[str, Any]:  # fmt: skip
+    """Train the adapter on ``examples`` alone until their mean loss is under ``target`` (or ``epochs`` run out),
+    then put the adapter's weights back as they were: a training set this small must be learnt by heart, or the
+    labels, the prompts or the loss are broken."""
+    import torch
+
+    model = tuner.peft_model
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+    optimizer = torch.optim.AdamW(tuner.params, lr=lr)
+    rng = np.random.default_rng(0)
+    curve: list[float] = []
+    try:
+        for _ in range(epochs):
+            model.train()
+            order = rng.permutation(len(examples))
+            for start in range(0, len(order), batch_size):
+                loss = tuner.example_loss([examples[i] for i in order[start : start + batch_size]], kl=False)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                losses = [float(tuner.example_loss(examples[s : s + batch_size], kl=False))
+                          for s in range(0, len(examples), batch_size)]  # fmt: skip
+            curve.append(round(float(np.mean(losses)), 4))
+            if curve[-1] < target:
+                break
+    finally:
+        model.load_state_dict(saved, strict=False)
+        optimizer.zero_grad(set_to_none=True)
+        model.train()
+    return {"examples": len(examples), "epochs": len(curve), "loss_curve": curve, "target": target,
+            "passed": bool(curve and curve[-1] < target)}  # fmt: skip
+
+
+def run_checks(tuner: Any, n: int = CHECK_EXAMPLES, overfit_epochs: int = 30) -> dict[str, Any]:
+    """The four checks a ranker run must pass before it trains (issue 16): target letters, identical training and
+    inference prompts, a zero-shot order better than random on training lists, and overfitting ``n`` prompts.
+    Raises ``ConfigError`` naming the first that fails; returns the figures for the card."""
+    from finetune.data import example_messages
+    from llmrec.errors import ConfigError
+
+    examples = list(tuner.examples[:n])
+    letters = target_letter_errors(tuner.ranker, tuner.seq, tuner.examples)
+    if letters:
+        raise ConfigError(f"finetune check: {len(letters)} training examples have the wrong target letter; first: "
+                          f"{letters[0]}")  # fmt: skip
+    identity = prompt_identity_errors(tuner.ranker, tuner.seq, tuner.valid_cases)
+    if identity:
+        raise ConfigError(f"finetune check: {identity[0]}")
+    encoded = [encode(tuner.tokenizer, example_messages(tuner.ranker, tuner.seq, e)) for e in examples]
+    zero_shot = order_vs_random(tuner.score(encoded, adapter=False, desc="check: zero-shot"),
+                                [e.target for e in examples])  # fmt: skip
+    if zero_shot["z"] < 1.645:  # one-sided 5 %
+        raise ConfigError(f"finetune check: the zero-shot order is not better than random on {zero_shot['n']} "
+                          f"training lists (MRR {zero_shot['mrr']} vs {zero_shot['random_mrr']}, z {zero_shot['z']})")
+    fitted = overfit(tuner, examples, epochs=overfit_epochs)
+    if not fitted["passed"]:
+        raise ConfigError(f"finetune check: {n} training prompts were not overfitted (loss {fitted['loss_curve'][-1]} "
+                          f"after {fitted['epochs']} epochs, want < {fitted['target']})")  # fmt: skip
+    log.info("checks passed: target letters, prompt identity, zero-shot %s, overfit %s", zero_shot, fitted)
+    return {"target_letters": f"{len(tuner.examples)} examples correct",
+            "prompt_identity": f"{len(tuner.valid_cases)} validation prompts identical",
+            "zero_shot_vs_random": zero_shot, "overfit": fitted}  # fmt: skip

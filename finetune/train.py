@@ -39,6 +39,7 @@ from finetune.evaluate import (
     list_metrics,
     reranked_lists,
     retrieval_ceiling,
+    run_checks,
     score_prompts,
 )
 from finetune.loop import TrainingLoop
@@ -50,6 +51,14 @@ SPLIT_DESCRIPTION = (
     "leave-one-out by timestamp (LlamaRec): last item = test, second-to-last = validation, the rest = training; "
     "training examples are (user, position) pairs inside the training items only"
 )
+
+
+def prompt_of(ref: str) -> Any:
+    """The prompt template named ``task`` (its highest version) or ``task@version``."""
+    from llmrec.prompts import load_prompt
+
+    task, _, version = ref.partition("@")
+    return load_prompt(task, int(version) if version else None)
 
 
 def lr_at(step: int, cfg: LoraTrainConfig) -> float:
@@ -167,9 +176,8 @@ class FineTuner(TrainingLoop):
         self.scorer = fdata.fit_retriever(
             self.seq, self.retriever_name, cfg.retriever_params, cfg.seed, resolve_cache_dir(cfg.cache_dir)
         )
-        self.examples = fdata.build_examples(
-            self.seq, self.scorer, cfg.examples, cfg.n_candidates, cfg.seed, cfg.candidates, cfg.min_history
-        )
+        self.examples = fdata.build_examples(self.seq, self.scorer, cfg.examples, cfg.n_candidates, cfg.seed,
+                                             cfg.candidates, cfg.min_history, cfg.candidate_order)  # fmt: skip
         if not self.examples:
             raise ConfigError(
                 "finetune: no training example has its answer among the candidates; use candidates = 'insert'"
@@ -188,7 +196,7 @@ class FineTuner(TrainingLoop):
         self.labels = LABELS[: cfg.n_candidates]
         self.ranker = LLMRanker(
             PromptCounter(self.tokenizer, context, cfg.base_model), self.dataset.items, labels=self.labels,
-            max_history=cfg.max_history, kind=cfg.kind,
+            max_history=cfg.max_history, kind=cfg.kind, prompt=prompt_of(cfg.prompt),
         )  # fmt: skip
         self.label_ids = label_token_ids(self.tokenizer, self.labels)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -239,17 +247,27 @@ class FineTuner(TrainingLoop):
 
     def train_update(self, step: int) -> tuple[float, bool]:
         """One optimizer update (``grad_accum`` forward/backward passes); the mean loss and whether it applied."""
+
+        def loss_of(micro: int) -> Any:
+            return self.example_loss(self.batch_at(micro))
+
+        return accumulated_update(self, step, loss_of)
+
+    def example_loss(self, batch: Sequence[fdata.Example], kl: bool = True) -> Any:
+        """Cross-entropy of the answer's label among the K labels, plus ``kl_weight`` x KL(zero-shot || adapter)."""
         import torch
         from torch.nn import functional as F
 
-        def loss_of(micro: int) -> Any:
-            batch = self.batch_at(micro)
-            encoded = [encode(self.tokenizer, fdata.example_messages(self.ranker, self.seq, e)) for e in batch]
-            targets = torch.tensor([e.target for e in batch], dtype=torch.long)
-            logits = answer_logits(self.model, encoded, self.label_ids, self.pad_id)
-            return F.cross_entropy(logits, targets.to(logits.device))
-
-        return accumulated_update(self, step, loss_of)
+        encoded = [encode(self.tokenizer, fdata.example_messages(self.ranker, self.seq, e)) for e in batch]
+        targets = torch.tensor([e.target for e in batch], dtype=torch.long)
+        logits = answer_logits(self.model, encoded, self.label_ids, self.pad_id)
+        loss = F.cross_entropy(logits, targets.to(logits.device))
+        if kl and self.cfg.kl_weight:
+            with torch.no_grad(), self.peft_model.disable_adapter():
+                base = answer_logits(self.model, encoded, self.label_ids, self.pad_id)
+            kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(base, -1), log_target=True, reduction="batchmean")
+            loss = loss + self.cfg.kl_weight * kl
+        return loss
 
     def evaluate_step(self, state: RunState) -> None:
         """Validate, keep the adapter when it is the best so far (``early_stop`` reads the patience count)."""
@@ -343,6 +361,7 @@ class FineTuner(TrainingLoop):
         the command line and go into the card's reproduce command."""
         self.prepare_data()
         self.prepare_model()
+        self.check_results = run_checks(self) if self.cfg.checks and not resume else None
         state = self.start(resume)
         self.loop(state)
         test = self.test(state)
@@ -368,7 +387,7 @@ class FineTuner(TrainingLoop):
             "seconds": round(state.elapsed, 1), "train_seconds": round(state.train_seconds, 1),
             "seconds_per_step": round(state.train_seconds / steps, 2), "device": self.device_name(),
             "losses": state.losses, "evals": state.evals, "resumed_from": state.resumed_from,
-            "skipped_updates": state.skipped_updates,
+            "skipped_updates": state.skipped_updates, "checks": getattr(self, "check_results", None),
         }  # fmt: skip
         validation = {
             "users": len(self.valid_cases), "input": "training items", "target": "the validation item",
@@ -381,7 +400,8 @@ class FineTuner(TrainingLoop):
                      "hyperparameters": self.scorer.hyperparameters()}  # fmt: skip
         sweep = (state.best_validation or {}).get("ndcg@10_by_blend") or {}
         settings = {"prompt": self.ranker.prompt.ref, "labels": self.labels, "max_history": cfg.max_history,
-                    "kind": cfg.kind, "blend": cfg.blend, "blend_validated": best_blend(sweep) if sweep else cfg.blend}
+                    "kind": cfg.kind, "blend": cfg.blend, "blend_validated": best_blend(sweep) if sweep else cfg.blend,
+                    "candidate_order": cfg.candidate_order}  # fmt: skip
         reproduce = cards.reproduce_command(self.config_path, self.out, cfg.data_dir, overrides.get("max_steps"),
                                             overrides.get("test_users"))  # fmt: skip
         card = cards.card_for(cfg.to_dict(), self.spec, cards.VERBALIZER_LOSS, settings, reproduce, data=dataset,

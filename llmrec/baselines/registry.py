@@ -96,12 +96,34 @@ def get_checkpointed_scorer(name: str, folder: str | Path, **params: Any) -> Sco
     scorer = get_scorer(name, **params)
     if not any(f.name == "checkpoint_dir" for f in dataclasses.fields(getattr(scorer, "config", None) or _NoConfig)):
         return scorer
-    folder = Path(folder)
+    folder = _settings_folder(Path(folder), scorer.hyperparameters())
     if (folder / "state.json").is_file():
         log.info("%s: reusing the model trained in %s", name, folder)
     else:
         log.warning("%s: training once (minutes), then reused from %s", name, folder)
     return get_scorer(name, **params, checkpoint_dir=str(folder), resume=True)
+
+
+def _settings_folder(folder: Path, hyperparameters: dict[str, Any]) -> Path:
+    """``folder``, unless it holds a checkpoint made with other settings (e.g. defaults changed by an upgrade):
+    then a sibling named by a hash of these settings, so the old checkpoint is neither refused nor overwritten."""
+    import hashlib
+    import json
+
+    state = folder / "state.json"
+    if not state.is_file():
+        return folder
+    try:
+        saved = json.loads(state.read_text(encoding="utf-8")).get("fingerprint", {})
+    except (OSError, ValueError):
+        return folder  # the trainer reports a damaged checkpoint itself
+    budget = {"epochs", "patience"}  # may change on resume (llmrec.baselines.training.BUDGET_FIELDS)
+    wanted = json.loads(json.dumps({k: v for k, v in hyperparameters.items() if k not in budget}))
+    if all(saved.get(k) == v for k, v in wanted.items()):
+        return folder
+    digest = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:10]
+    log.info("%s holds a checkpoint made with other settings; using %s-%s", folder, folder.name, digest)
+    return folder.with_name(f"{folder.name}-{digest}")
 
 
 @dataclass

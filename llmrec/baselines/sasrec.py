@@ -55,6 +55,8 @@ class SASRecConfig(TrainingConfig):
     max_seconds: float | None = field(default=720.0, metadata=RUNTIME)
     max_windows: int = 0  # windows of max_len per user and epoch, the most recent first; 0 = all
     negatives: int = 0  # 0: softmax over all items; n: over the target and n shared uniform negatives per batch
+    ffn_mult: int = 1  # width of the position-wise feed-forward layer in multiples of hidden (SASRec 1, LRURec 4)
+    label_smoothing: float = 0.0  # of the full-softmax cross-entropy
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,18 +69,21 @@ class SASRecConfig(TrainingConfig):
         check(self.max_windows >= 0, f"sasrec: max_windows must be >= 0, got {self.max_windows}")
         check(self.negatives >= 0, f"sasrec: negatives must be >= 0, got {self.negatives}")
         check(self.max_len > 1, f"sasrec: max_len must be > 1, got {self.max_len}")
+        check(self.ffn_mult >= 1, f"sasrec: ffn_mult must be >= 1, got {self.ffn_mult}")
+        check(0 <= self.label_smoothing < 1, f"sasrec: label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(LN(x)), then x + ffn(LN(x))."""
 
-    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+    def __init__(self, hidden: int, heads: int, dropout: float, ffn_mult: int = 1) -> None:
         super().__init__()
         self.heads, self.dropout = heads, dropout
         self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
-        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))  # SASRec: width 1x
+        width = ffn_mult * hidden  # SASRec: 1x
+        self.ffn = nn.Sequential(nn.Linear(hidden, width), nn.GELU(), nn.Linear(width, hidden))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +103,7 @@ class SASRecNet(nn.Module):
         self.positions = nn.Embedding(cfg.max_len, cfg.hidden)
         self.bias = nn.Parameter(torch.zeros(n_items))
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.heads, cfg.dropout) for _ in range(cfg.blocks))
+        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.heads, cfg.dropout, cfg.ffn_mult) for _ in range(cfg.blocks))
         self.norm = nn.LayerNorm(cfg.hidden)
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -185,7 +190,7 @@ class SASRec(Scorer):
             mask = targets > 0
             hidden, targets = hidden[mask], targets[mask] - 1
             if not 0 < cfg.negatives < train.n_items - 1:
-                return F.cross_entropy(self.net_.logits(hidden), targets)
+                return F.cross_entropy(self.net_.logits(hidden), targets, label_smoothing=cfg.label_smoothing)
             return sampled_softmax_loss(self.net_, hidden, targets, cfg.negatives)
 
         def run_epoch(epoch: int, rng: np.random.Generator) -> float:

@@ -9,11 +9,13 @@ candidates are misses, so the retriever's Recall@n_candidates is the ceiling pri
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llmrec.baselines import TrainData, get_scorer
+from llmrec.errors import DataError
 from llmrec.evaluation.harness import PipelineOutput
 from llmrec.evaluation.protocols import LLAMAREC_MAX_LEN
 from llmrec.progress import progress
@@ -36,6 +38,7 @@ class RerankPipeline:
         n_candidates: int = 20,
         retriever_params: Mapping[str, Any] | None = None,
         mask_window: int | None = LLAMAREC_MAX_LEN,
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.retriever_name = retriever
         self.ranker_factory = ranker_factory
@@ -45,6 +48,7 @@ class RerankPipeline:
         self.n_candidates = n_candidates
         self.retriever_params = dict(retriever_params or {})
         self.mask_window = mask_window
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)  # slow retrievers train once per fit data
         self.name = f"{retriever}+llm" if ranker_factory else retriever
         self.scorer: Any = None
         self.ranker: Any = None
@@ -61,8 +65,11 @@ class RerankPipeline:
         return params
 
     def fit(self, train: TrainData) -> RerankPipeline:
-        self.scorer = get_scorer(self.retriever_name, **self.retriever_params).fit(train)
+        self.scorer = fit_retriever(self.retriever_name, train, self.retriever_params, self.cache_dir)
         self.ranker = self.ranker_factory() if self.ranker_factory else None
+        if self.ranker is not None and hasattr(self.ranker, "set_popularity"):  # the fused ranker's popularity
+            counts = train.item_counts  # from the fit data only: never the held-out items
+            self.ranker.set_popularity({self.item_ids[i]: int(c) for i, c in enumerate(counts) if c})
         return self
 
     def _profile(self, user: int, history: np.ndarray) -> UserProfile:
@@ -79,6 +86,13 @@ class RerankPipeline:
             masked = history if self.mask_window is None else history[-self.mask_window :]
             scores[row, masked] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, : self.n_candidates]
+        if self.ranker is not None:
+            short = np.flatnonzero(~np.isfinite(np.take_along_axis(scores, top, axis=1)).all(axis=1))
+            if len(short) or top.shape[1] < self.n_candidates:
+                row = int(short[0]) if len(short) else 0
+                raise DataError(f"retriever {self.retriever_name} has fewer than {self.n_candidates} candidates for "
+                                f"user {int(users[row])}; the ranker needs {self.n_candidates} (use a larger catalogue "
+                                "or fewer candidates)")  # fmt: skip
         ranked = np.full((len(users), n), -1, dtype=np.int64)
         for row in progress(range(len(users)), desc=f"rank {self.name}", total=len(users)):
             candidates = top[row]
@@ -96,6 +110,38 @@ class RerankPipeline:
                 order = np.array([position[c.item_id] for c in result], dtype=np.int64)
             ranked[row, : min(n, len(order))] = order[:n]
         return PipelineOutput(ranked=ranked, candidates=top.astype(np.int64))
+
+
+def fit_retriever(name: str, train: TrainData, params: Mapping[str, Any] | None = None,
+                  cache_dir: Path | None = None) -> Any:  # fmt: skip
+    """The named scorer fitted on ``train``; with ``cache_dir`` a slow one (SASRec) trains once per fit data and
+    settings (``<cache_dir>/cf/rerank-<name>-<hash>``) and is loaded after that."""
+    if cache_dir is None:
+        return get_scorer(name, **dict(params or {})).fit(train)
+    import hashlib
+    import json
+
+    from llmrec.baselines import get_checkpointed_scorer
+
+    digest = hashlib.sha256(np.concatenate(train.histories).astype(np.int64).tobytes())
+    digest.update(json.dumps([dict(params or {}), train.seed, train.n_users, train.n_items], sort_keys=True).encode())
+    folder = Path(cache_dir) / "cf" / f"rerank-{name}-{digest.hexdigest()[:12]}"
+    return get_checkpointed_scorer(name, folder, **dict(params or {})).fit(train)
+
+
+def fused_variant(config: RecommenderConfig, dataset: str, retriever: str) -> RecommenderConfig | None:
+    """The shipped fused pipeline for ``dataset`` and ``retriever`` (``llmrec.fusion``), or None when no fusion
+    model ships for them: the fused ranker over ``cf`` retrieval, with the adapter its card was fitted with."""
+    from llmrec.fusion import FusionModel, fusion_file
+
+    path = fusion_file(config.llm.model, dataset, retriever)
+    if not path.is_file():
+        return None
+    adapter = FusionModel.load(path).card.get("adapter")
+    llm = {"use_default_adapter": adapter == "shipped"}
+    if adapter not in (None, "none", "shipped"):
+        llm["adapter"] = adapter
+    return config.updated(ranker={"kind": "fused"}, retrieval={"retriever": "cf", "cf_model": retriever}, llm=llm)
 
 
 def rerank_variants(config: RecommenderConfig, adapter: Any = None) -> dict[str, RecommenderConfig]:
@@ -119,17 +165,21 @@ def run_rerank_evaluation(
     max_users: int | None = None,
     seed: int = 0,
     skip_missed: bool = True,
+    include_fused: bool = True,
 ) -> Any:
     """Retriever alone vs retriever -> the pipeline's ranker, one row per variant config (``rerank_variants``).
 
     Each row's ranker is built by the same road as ``llmrec recommend`` (``Recommender(config).ranker``: the
     configured kind, model, adapter and blend). Every row is measured on the same (seeded) users under the
     ``loo`` protocol; the retriever's Recall@``n_candidates`` is reported as the ceiling of each re-ranked row.
+    With ``include_fused`` a row for the shipped fused pipeline of this data set and retriever is added when one
+    ships (``fused_variant``) and no variant is already fused. Slow retrievers train once (cache folder).
     """
     from llmrec.data import load_dataset, preprocess
     from llmrec.evaluation.harness import EvalContext, evaluate_pipeline
     from llmrec.evaluation.protocols import make_split
     from llmrec.evaluation.report import EvaluationReport
+    from llmrec.paths import resolve_cache_dir
     from llmrec.pipeline import Recommender
 
     data = load_dataset(config.data.dataset, data_dir=config.data.data_dir, cache_dir=config.cache_dir,
@@ -140,12 +190,18 @@ def run_rerank_evaluation(
     rows: dict[str, Any] = {}
     errors: dict[str, str] = {}
     notes_extra: dict[str, str] = {}
-    alone = RerankPipeline(retriever, None, seq.item_ids, data.items, seq.ratings, n_candidates=n_candidates)
+    cache = resolve_cache_dir(config.cache_dir)
+    alone = RerankPipeline(retriever, None, seq.item_ids, data.items, seq.ratings, n_candidates=n_candidates,
+                           cache_dir=cache)  # fmt: skip
     rows[retriever] = evaluate_pipeline(alone, split, context=context, max_users=max_users, seed=seed)
-    for label, variant in (variants or {"configured": config}).items():
+    variants = dict(variants or {"configured": config})
+    fused = fused_variant(config, data.name, retriever) if include_fused else None
+    if fused is not None and not any(v.ranker.kind == "fused" for v in variants.values()):
+        variants["fused"] = fused
+    for label, variant in variants.items():
         recommender = Recommender(variant, dataset=data)
         pipeline = RerankPipeline(retriever, lambda r=recommender: r.ranker, seq.item_ids, data.items, seq.ratings,
-                                  n_candidates=n_candidates)  # fmt: skip
+                                  n_candidates=n_candidates, cache_dir=cache)  # fmt: skip
         if skip_missed:
             pipeline.targets = {int(u): frozenset(t.tolist()) for u, t in zip(split.test.users, split.test.targets)}
         name = f"{retriever}+{variant.ranker.kind}:{variant.llm.model}+{label}"

@@ -165,6 +165,12 @@ def _llm_ranker(config: RecommenderConfig, owner: Any) -> Any:
     return LLMRanker(llm, owner.items, max_history=config.ranker.max_history, blend=ranker_blend(config, llm))
 
 
+def _fused_ranker(config: RecommenderConfig, owner: Any) -> Any:
+    from llmrec.fusion import build_fused_ranker
+
+    return build_fused_ranker(config, owner)
+
+
 def _passthrough_ranker(config: RecommenderConfig, owner: Any) -> Any:
     from llmrec.ranking import PassthroughRanker
 
@@ -252,6 +258,7 @@ def register_builtin_parts() -> None:
     LLM_BACKENDS.register("fake", "Scripted stand-in for tests (no model)", _fake_llm)
     RANKERS.register("llm", "Language model re-ranks", _llm_ranker, needs_llm=True)
     RANKERS.register("passthrough", "Retrieval order (fast)", _passthrough_ranker)
+    RANKERS.register("fused", "Language model fused with retrieval signals (learned)", _fused_ranker, needs_llm=True)
     EXPLAINERS.register("llm", "Written by the language model", _llm_explainer, needs_llm=True)
     EXPLAINERS.register("template", "Templates from the evidence (fast)", _template_explainer)
     RETRIEVERS.register("hybrid", "Text and collaborative, fused", _hybrid_retriever, needs_text=True)
