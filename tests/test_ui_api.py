@@ -9,12 +9,10 @@ from typing import Any
 
 import gradio_client
 import pytest
-from ui_server import RunningApp, running_app
+from ui_server import RunningApp, running_app, text, view
 
 pytestmark = pytest.mark.network
 
-FIELDS = ("user", "history", "cards", "chips", "notes", "liked", "disliked", "seen", "preferences", "wanted",
-          "avoided", "year_from", "year_to")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -23,45 +21,37 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(server: RunningApp) -> Any:
+    """A new client: a new browser, so a new session (the app issues its cookie)."""
     return gradio_client.Client(server.url, verbose=False)
-
-
-def view(result: tuple, with_message: bool = False) -> dict[str, Any]:
-    """The outputs of a chat endpoint by name (``/send`` also returns the cleared message box first)."""
-    result = tuple(result)
-    if with_message:
-        result = result[1:]
-    assert len(result) == len(FIELDS)
-    return dict(zip(FIELDS, result))
-
-
-def text(message: dict) -> str:
-    content = message["content"]
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content)
-    return str(content)
 
 
 def value(update: Any) -> Any:
     return update["value"] if isinstance(update, dict) and "__type__" in update else update
 
 
-def send(client: Any, message: str, state: dict) -> dict[str, Any]:
-    return view(client.predict(message, state["history"], state["user"], api_name="/send"), with_message=True)
+def send(client: Any, message: str) -> dict[str, Any]:
+    return view(client.predict(message, api_name="/send"), with_message=True)
+
+
+def user_of(client: Any, server: RunningApp) -> str:
+    """The user id the app keeps for ``client`` (the id inside its signed session cookie)."""
+    from ui.guard import COOKIE
+
+    return "web-" + client.cookies[COOKIE].split(".")[0]
 
 
 def onboard(client: Any) -> dict[str, Any]:
     """A newcomer: the greeting, a genre chip, then "Loved it" until recommendation cards come."""
-    state = view(client.predict("", api_name="/start"))
+    state = view(client.predict(api_name="/start"))
     assert "Animation" in state["chips"]
-    state = send(client, "Animation", state)
+    state = send(client, "Animation")
     for _ in range(6):
         if state["cards"]:
             return state
         assert "Loved it" in state["chips"], state["chips"]
-        state = send(client, "Loved it", state)
+        state = send(client, "Loved it")
     raise AssertionError("no recommendations after onboarding")
 
 
@@ -96,79 +86,82 @@ def test_named_endpoints_only(client: Any) -> None:
 
 def test_chat_recommend_why_like_edit_forget(client: Any, server: RunningApp) -> None:
     state = onboard(client)
-    uid = state["user"]
-    assert uid.startswith("web-")
+    uid = user_of(client, server)
     first = state["cards"][0]
     assert {"item_id", "title", "year", "genres", "explanation", "position"} <= set(first)
-    # The app's default here is the LLM explainer: its sentences were streamed in after the cards came, and
-    # the final ones (checked, or the template when the check failed) are recorded for "why?".
+    # The app's default here is the LLM explainer: its sentences were written after the cards came, and the final
+    # ones (checked, or the template when the check failed) are recorded for "why?".
     assert all(c["explanation_source"] in ("llm", "template-fallback") for c in state["cards"])
     assert not any("▍" in c["explanation"] for c in state["cards"])
     assert "Why the first one?" in state["chips"]
     assert value(state["liked"]), "onboarding answers show up in the profile panel"
 
-    why = view(client.predict(first["item_id"], "why", state["history"], uid, api_name="/act"))
+    why = view(client.predict(first["item_id"], "why", api_name="/act"))
     assert text(why["history"][-2]).startswith("Why ")
     assert text(why["history"][-1]).startswith(f"I recommended {first['title']} because: {first['explanation']}")
     assert why["cards"] == state["cards"], "asking why keeps the list"
 
-    liked = view(client.predict(first["item_id"], "like", why["history"], uid, api_name="/act"))
+    liked = view(client.predict(first["item_id"], "like", api_name="/act"))
     ids = [c["item_id"] for c in liked["cards"]]
     assert ids and first["item_id"] not in ids, "a liked pick leaves the next list"
     assert ids != [c["item_id"] for c in state["cards"]]
     assert first["item_id"] in value(liked["liked"])
 
     kept = [i for i in value(liked["liked"]) if i != first["item_id"]]
-    edited = view(client.predict(uid, kept, [], [], "space, nothing gory", ["Animation"], ["Horror"], 1990, 2010,
-                                 liked["history"], api_name="/save_profile"))  # fmt: skip
-    stored = server.app.llmrec_service.store.load(uid).data
+    edited = view(client.predict(kept, [], [], "space, nothing gory", ["Animation"], ["Horror"], 1990, 2010,
+                                 api_name="/save_profile"))  # fmt: skip
+    stored = server.service.store.load(uid).data
     assert first["item_id"] not in stored["liked"] and stored["preferences"] == ["space, nothing gory"]
     assert stored["avoided_genres"] == ["Horror"] and (stored["year_min"], stored["year_max"]) == (1990, 2010)
     assert value(edited["preferences"]) == "space, nothing gory"
 
-    forgotten = view(client.predict(uid, api_name="/forget"))
-    assert server.app.llmrec_service.store.load(uid) is None
-    assert server.app.llmrec_service.store.turns(uid) == []
+    forgotten = view(client.predict(api_name="/forget"))
+    assert server.service.store.load(uid) is None
+    assert server.service.store.turns(uid) == []
     assert "deleted" in text(forgotten["history"][-1]) and not forgotten["cards"]
+    assert len(forgotten["history"]) == 1, "nothing of the conversation is shown after forget me"
     assert value(forgotten["liked"]) == []
 
 
 def test_reload_restores_transcript_and_cards(client: Any) -> None:
     state = onboard(client)
-    again = view(client.predict(state["user"], api_name="/start"))
-    assert again["user"] == state["user"]
+    again = view(client.predict(api_name="/start"))
     said = [text(m) for m in again["history"]]
     assert "Animation" in said and "Loved it" in said
+    assert said.count(said[-1]) == 1, "one greeting, not one per page load"
     assert [c["item_id"] for c in again["cards"]] == [c["item_id"] for c in state["cards"]]
 
 
-def test_sessions_get_their_own_ids(client: Any) -> None:
-    first = view(client.predict("", api_name="/start"))["user"]
-    second = view(client.predict("", api_name="/start"))["user"]
-    forged = view(client.predict("1", api_name="/start"))["user"]  # a data-set user id is never accepted
-    assert len({first, second, forged}) == 3 and forged != "1"
+def test_sessions_get_their_own_ids(server: RunningApp) -> None:
+    first, second = (gradio_client.Client(server.url, verbose=False) for _ in range(2))
+    view(first.predict(api_name="/start"))
+    view(second.predict(api_name="/start"))
+    ids = {user_of(first, server), user_of(second, server)}
+    assert len(ids) == 2 and all(len(i) == len("web-") + 32 for i in ids)
 
 
 def test_long_and_html_messages_are_capped_text(client: Any) -> None:
-    state = view(client.predict("", api_name="/start"))
+    view(client.predict(api_name="/start"))
     payload = "<img src=x onerror=alert(1)> " + "x" * 5000
-    replied = send(client, payload, state)
-    shown = text(replied["history"][-2])
-    assert shown.startswith("<img src=x onerror=alert(1)>") and len(shown) <= 2001
+    replied = send(client, payload)
+    shown = replied["history"][-2]
+    assert text(shown).startswith("<img src=x onerror=alert(1)>") and len(text(shown)) <= 2001
+    content = shown["content"] if isinstance(shown["content"], str) else shown["content"][0]["text"]
+    assert content.startswith("&lt;img src=x"), "the chat is handed escaped text"
     assert "2000" in replied["notes"], replied["notes"]
     assert "<img" not in replied["notes"]
 
 
 def test_settings_change_the_list_size(client: Any) -> None:
-    state = onboard(client)
-    more = view(client.predict("Recommend something", state["history"], state["user"], "passthrough", "template",
-                               None, 2, 0.0, api_name="/send")[1:])  # fmt: skip
+    onboard(client)
+    more = view(client.predict("Recommend something", "passthrough", "template", None, 2, 0.0, api_name="/send"),
+                with_message=True)  # fmt: skip
     assert len(more["cards"]) == 2
     assert all(c["explanation_source"] != "llm" for c in more["cards"])
 
 
 def test_card_html_escapes_every_field() -> None:
-    from ui.app import card_html
+    from ui.render import card_html
 
     html = card_html({"title": "<script>alert(1)</script> (1999)", "year": 1999, "genres": ["<b>x</b>"],
                       "explanation": "a <img src=x onerror=alert(1)> b", "position": 1})  # fmt: skip
@@ -176,20 +169,28 @@ def test_card_html_escapes_every_field() -> None:
     assert "&lt;script&gt;" in html and "&lt;img" in html
 
 
-def test_browser_secret_is_made_once_and_private(tmp_path: Path) -> None:
-    from ui.app import browser_secret
+def test_session_secret_is_made_once_and_private(tmp_path: Path) -> None:
+    from ui.app import secret_file
 
-    first = browser_secret(tmp_path / "chat")
-    assert len(first) == 32 and browser_secret(tmp_path / "chat") == first
-    assert (tmp_path / "chat" / "browser-secret").stat().st_mode & 0o777 == 0o600
+    first = secret_file(tmp_path / "chat")
+    assert len(first) == 64 and secret_file(tmp_path / "chat") == first
+    assert (tmp_path / "chat" / "session-secret").stat().st_mode & 0o777 == 0o600
 
 
 def test_serve_reads_host_and_port_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import ui.app as app_module
 
     seen: dict[str, Any] = {}
+
+    class Built:
+        llmrec_service = type("S", (), {"store": None})()
+
+    def build(factory: Any, store: Any, settings: Any) -> Any:
+        seen.update(store=store, settings=settings)
+        return Built()
+
     monkeypatch.setattr(app_module, "launch", lambda app, host, port: seen.update(host=host, port=port))
-    monkeypatch.setattr(app_module, "build_app", lambda factory, store, settings: seen.update(store=store))
+    monkeypatch.setattr(app_module, "build_app", build)
     monkeypatch.setenv("GRADIO_SERVER_NAME", "127.0.0.2")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
     from llmrec.config import RecommenderConfig
@@ -198,8 +199,10 @@ def test_serve_reads_host_and_port_from_the_environment(monkeypatch: pytest.Monk
     app_module.serve(config)
     assert (seen["host"], seen["port"]) == ("127.0.0.2", 7999)
     assert seen["store"] == tmp_path / "chat" / "profiles.sqlite"
-    app_module.serve(config, host="127.0.0.1", port=8001)
+    assert seen["settings"].session_secret == (tmp_path / "chat" / "session-secret").read_text().strip()
+    app_module.serve(config, host="127.0.0.1", port=8001, profiles="postgresql://u@h/db", hosts=("films.example",))
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 8001)
+    assert seen["store"] == "postgresql://u@h/db" and seen["settings"].allowed_hosts == ("films.example",)
     monkeypatch.delenv("GRADIO_SERVER_NAME")
     monkeypatch.delenv("GRADIO_SERVER_PORT")
     app_module.serve(config)
@@ -230,12 +233,11 @@ def test_real_pipeline_onboards_and_recommends(shared_data: Path, session_cache:
     with running_app(tmp_path / "profiles.sqlite", lambda: Recommender(config, dataset=subset),
                      ready_timeout=600) as running:  # fmt: skip
         client = gradio_client.Client(running.url, verbose=False)
-        state = view(client.predict("", api_name="/start"))
-        state = send(client, "Animation", state)
-        state = send(client, "Just recommend", state)
+        view(client.predict(api_name="/start"))
+        send(client, "Animation")
+        state = send(client, "Just recommend")
         assert len(state["cards"]) == 5, text(state["history"][-1])
         assert all(c["title"] and c["explanation"] for c in state["cards"])
         assert sum("Animation" in c["genres"] or "Children" in c["genres"] for c in state["cards"]) >= 3
-        why = view(client.predict(state["cards"][0]["item_id"], "why", state["history"], state["user"],
-                                  api_name="/act"))  # fmt: skip
+        why = view(client.predict(state["cards"][0]["item_id"], "why", api_name="/act"))
         assert text(why["history"][-1]).startswith("I recommended")

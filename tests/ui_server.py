@@ -1,4 +1,10 @@
-"""Start the Gradio app on 127.0.0.1 and a free port, in this process, for the UI tests."""
+"""Start the Gradio app on 127.0.0.1 and a free port, in this process, for the UI tests; and measure it under a
+crowd (``python tests/ui_server.py --help``).
+
+The app's API by name (every client is its own session, kept by the cookie the app issues):
+``/start()``, ``/send(message)``, ``/act(item_id, kind)``, ``/save_profile(liked, ..., year_to)``, ``/forget()``,
+each followed by the optional settings ``ranker, explainer, model, k, diversity``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,10 @@ from ui.app import AppSettings, build_app, launch
 
 log = logging.getLogger(__name__)
 
+FIELDS = ("history", "cards", "chips", "notes", "liked", "disliked", "seen", "preferences", "wanted", "avoided",
+          "year_from", "year_to")  # fmt: skip
+BUSY = ("busy", "still working on your previous", "faster than I can answer", "still getting ready")
+
 
 @dataclass(frozen=True)
 class RunningApp:
@@ -22,6 +32,10 @@ class RunningApp:
     url: str
     port: int
     store_path: Path
+
+    @property
+    def service(self) -> Any:
+        return self.app.llmrec_service
 
 
 def free_port() -> int:
@@ -31,8 +45,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(store_path: Path, factory: Callable[[], Any] | None = None, *, ready_timeout: float = 120.0,
-                **settings: Any) -> Iterator[RunningApp]:  # fmt: skip
+def running_app(store_path: Path | str, factory: Callable[[], Any] | None = None, *, ready_timeout: float = 120.0,
+                wait_ready: bool = True, **settings: Any) -> Iterator[RunningApp]:  # fmt: skip
     """The app on the fake pipeline (or ``factory``'s recommender), served until the block ends."""
     if factory is None:
         from fixtures_catalog import fake_recommender
@@ -45,15 +59,35 @@ def running_app(store_path: Path, factory: Callable[[], Any] | None = None, *, r
     try:
         service = app.llmrec_service
         deadline = time.monotonic() + ready_timeout
-        while not service.ready.wait(0.2):
+        while wait_ready and not service.ready.wait(0.2):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the app's recommender was not ready within {ready_timeout:.0f} s")
-        yield RunningApp(app, url, port, store_path)
+        yield RunningApp(app, url, port, Path(str(store_path)))
     finally:
         app.close()
 
 
-# -- measuring: `python tests/ui_server.py --help` (numbers for BENCHMARKS-ui.md) ----------------------
+def view(result: Any, with_message: bool = False) -> dict[str, Any]:
+    """The outputs of a chat endpoint by name (``/send`` returns the cleared message box first; ``/start`` and
+    ``/forget`` one more output last)."""
+    result = tuple(result)
+    if with_message:
+        result = result[1:]
+    return dict(zip(FIELDS, result[: len(FIELDS)]))
+
+
+def text(message: dict) -> str:
+    """A chat message as the page shows it (the app sends escaped text)."""
+    from ui.render import plain
+
+    return plain(message["content"])
+
+
+def is_busy(reply: str) -> bool:
+    return any(mark in reply for mark in BUSY)
+
+
+# -- measuring: `python tests/ui_server.py --help` (figures for docs/benchmarks/security.md) --------------------
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -62,32 +96,33 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def _session(url: str, genre: str, timings: list[tuple[str, float]]) -> None:
-    """One newcomer through the app's API: onboarding, a list, why, like, refine, ask again."""
+def _session(url: str, genre: str, messages: int, timings: list[tuple[str, float, str]]) -> None:
+    """One newcomer through the app's API: the greeting, then ``messages`` messages (a genre, then "Just
+    recommend", then refinements); each reply is timed and classed ok / busy / error."""
     from gradio_client import Client
 
     client = Client(url, verbose=False)
-
-    def timed(kind: str, *args: Any, api_name: str) -> tuple:
+    started = time.perf_counter()
+    try:
+        client.predict(api_name="/start")
+        timings.append(("start", time.perf_counter() - started, "ok"))
+    except Exception as exc:
+        timings.append(("start", time.perf_counter() - started, f"error {type(exc).__name__}"))
+        return
+    for message in [genre, "Just recommend", "Something newer", "Recommend something"][:messages]:
         started = time.perf_counter()
-        result = client.predict(*args, api_name=api_name)
-        timings.append((kind, time.perf_counter() - started))
-        return tuple(result)
-
-    out = timed("start", "", api_name="/start")
-    user, history = out[0], out[1]
-    cards: list = []
-    for message in (genre, "Just recommend", "Something newer", "Recommend something"):
-        out = timed("send", message, history, user, api_name="/send")[1:]
-        history, cards = out[1], out[2] or cards
-        if message == "Just recommend" and cards:
-            out = timed("why", cards[0]["item_id"], "why", history, user, api_name="/act")
-            out = timed("like", cards[0]["item_id"], "like", out[1], user, api_name="/act")
-            history = out[1]
+        try:
+            out = view(client.predict(message, api_name="/send"), with_message=True)
+            reply = text(out["history"][-1]) if out["history"] else ""
+            outcome = "busy" if is_busy(reply) else ("error" if reply.startswith("Sorry") else "ok")
+        except Exception as exc:
+            outcome = f"error {type(exc).__name__}"
+        timings.append(("send", time.perf_counter() - started, outcome))
 
 
 def measure(args: Any) -> dict[str, Any]:
-    """Time to the first recommendations after the app starts, then reply latency under concurrent sessions."""
+    """Time to the first recommendations after the app starts, then ``sessions`` concurrent sessions of
+    ``messages`` messages each: errors, busy answers, p50 / p95 reply time."""
     import threading
 
     from gradio_client import Client
@@ -96,35 +131,46 @@ def measure(args: Any) -> dict[str, Any]:
         from fixtures_catalog import fake_recommender
 
         def factory() -> Any:
-            return fake_recommender(ranker={"kind": args.ranker}, explainer={"kind": args.explainer})
+            rec = fake_recommender(**({"ranker": {"kind": args.ranker}} if args.ranker else {}),
+                                   **({"explainer": {"kind": args.explainer}} if args.explainer else {}))  # fmt: skip
+            if args.model_delay > 0:  # a stand-in for the time a real model call takes
+                recommend = rec.recommend
+
+                def slow(*a: Any, **kw: Any) -> Any:
+                    time.sleep(args.model_delay)
+                    return recommend(*a, **kw)
+
+                rec.recommend = slow
+            return rec
     else:
         from llmrec.config import RecommenderConfig
         from llmrec.pipeline import Recommender
 
-        config = RecommenderConfig().updated(data={"dataset": args.dataset, "data_dir": args.data_dir},
-                                             ranker={"kind": args.ranker}, explainer={"kind": args.explainer},
-                                             cache_dir=args.cache_dir)  # fmt: skip
+        sections: dict[str, Any] = {"data": {"dataset": args.dataset, "data_dir": args.data_dir}}
+        if args.ranker:
+            sections["ranker"] = {"kind": args.ranker}
+        if args.explainer:
+            sections["explainer"] = {"kind": args.explainer}
+        config = RecommenderConfig().updated(**sections, cache_dir=args.cache_dir)
 
         def factory() -> Any:
             return Recommender(config)
 
-    store = Path(args.store)
     started = time.perf_counter()
-    app = build_app(factory, store, AppSettings(dataset_label=args.dataset))
+    app = build_app(factory, Path(args.store), AppSettings(dataset_label=args.dataset))
     url = launch(app, "127.0.0.1", free_port(), block=False, quiet=True)
     try:
         client = Client(url, verbose=False)
-        out = client.predict("", api_name="/start")
+        client.predict(api_name="/start")
         greeting = time.perf_counter() - started
-        user, history = out[0], out[1]
-        out = client.predict("Sci-Fi", history, user, api_name="/send")
-        out = client.predict("Just recommend", out[2], user, api_name="/send")
+        client.predict("Sci-Fi", api_name="/send")
+        out = view(client.predict("Just recommend", api_name="/send"), with_message=True)
         first = time.perf_counter() - started
-        assert out[3], f"no recommendations: {out[2][-1]}"
+        assert out["cards"], f"no recommendations: {text(out['history'][-1])}"
         log.info("first recommendations %.1f s after start (greeting at %.1f s)", first, greeting)
-        timings: list[tuple[str, float]] = []
+        timings: list[tuple[str, float, str]] = []
         genres = ["Sci-Fi", "Comedy", "Drama", "Animation", "Thriller", "Romance", "Action", "Horror"]
-        threads = [threading.Thread(target=_session, args=(url, genres[n % len(genres)], timings))
+        threads = [threading.Thread(target=_session, args=(url, genres[n % len(genres)], args.messages, timings))
                    for n in range(args.sessions)]  # fmt: skip
         wall = time.perf_counter()
         for thread in threads:
@@ -134,16 +180,22 @@ def measure(args: Any) -> dict[str, Any]:
         wall = time.perf_counter() - wall
     finally:
         app.close()
-    replies = [t for kind, t in timings if kind != "start"]
-    result = {"ranker": args.ranker, "explainer": args.explainer, "fake": args.fake, "greeting_s": round(greeting, 2),
-              "first_recommendations_s": round(first, 2), "sessions": args.sessions, "replies": len(replies),
-              "p50_s": round(_percentile(replies, 50), 3), "p95_s": round(_percentile(replies, 95), 3),
-              "max_s": round(max(replies, default=float("nan")), 3), "concurrent_wall_s": round(wall, 2)}  # fmt: skip
-    for kind in ("start", "send", "why", "like"):
-        values = [t for k, t in timings if k == kind]
-        result[kind] = {"n": len(values), "p50_s": round(_percentile(values, 50), 3),
-                        "p95_s": round(_percentile(values, 95), 3)}  # fmt: skip
-    return result
+    replies = [t for kind, t, _ in timings if kind == "send"]
+    outcomes = [o for kind, _, o in timings if kind == "send"]
+    answered = [t for kind, t, o in timings if kind == "send" and o == "ok"]
+    failed_starts = sum(o != "ok" for kind, _, o in timings if kind == "start")
+    return {"fake": args.fake, "model_delay_s": args.model_delay if args.fake else None,
+            "ranker": args.ranker or "config default", "explainer": args.explainer or "config default",
+            "greeting_s": round(greeting, 2), "first_recommendations_s": round(first, 2), "sessions": args.sessions,
+            "messages_per_session": args.messages, "replies": len(replies),
+            "errors": sum(o.startswith("error") for o in outcomes) + failed_starts,
+            "busy": outcomes.count("busy"), "busy_share": round(outcomes.count("busy") / max(1, len(outcomes)), 3),
+            "p50_s": round(_percentile(replies, 50), 3), "p95_s": round(_percentile(replies, 95), 3),
+            "max_s": round(max(replies, default=float("nan")), 3),
+            "answered_p50_s": round(_percentile(answered, 50), 3),
+            "answered_p95_s": round(_percentile(answered, 95), 3),
+            "start_p95_s": round(_percentile([t for k, t, _ in timings if k == "start"], 95), 3),
+            "concurrent_wall_s": round(wall, 2)}  # fmt: skip
 
 
 def main() -> None:
@@ -151,15 +203,17 @@ def main() -> None:
     import json
     import sys
 
-    parser = argparse.ArgumentParser(description="Measure the app: first recommendations and concurrent latency.")
+    parser = argparse.ArgumentParser(description="Measure the app: first recommendations, then a crowd of sessions.")
     parser.add_argument("--dataset", default="ml-latest-small")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--store", default="/tmp/llmrec-ui-bench.sqlite")
-    parser.add_argument("--ranker", default="passthrough", choices=["passthrough", "llm"])
-    parser.add_argument("--explainer", default="template", choices=["template", "llm"])
-    parser.add_argument("--sessions", type=int, default=5)
+    parser.add_argument("--ranker", default=None, choices=["passthrough", "llm"], help="default: the config's")
+    parser.add_argument("--explainer", default=None, choices=["template", "llm"], help="default: the config's")
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--fake", action="store_true", help="the fake pipeline of the tests instead of real data")
+    parser.add_argument("--model-delay", type=float, default=0.0, help="with --fake: seconds each model call takes")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -2,40 +2,34 @@
 
 ``build_app`` lays out a chat (replies revealed progressively, quick-reply chips), a grid of recommendation
 cards with "Why?", like, dislike and "Seen it" buttons, an editable profile panel, "Forget me" (confirmed
-first) and per-session settings (ranker, explainer, model, k, diversity). Each browser gets its own random
-user id, kept in localStorage so a reload keeps the profile and the conversation. All text from users,
-the catalogue and the models is shown as text: the chat renders no Markdown or HTML, and every field in
-the card HTML is escaped. ``serve`` is what ``llmrec ui`` calls; it binds 127.0.0.1 unless told otherwise.
+first) and per-session settings (ranker, explainer, model, k, diversity). The handlers are in ``ui.events``, the
+only HTML from data is built in ``ui.render`` (escaped), the HTTP guard (Host allow-list, session cookie, no
+uploads, security headers) in ``ui.guard`` and the fair share of the model in ``ui.limits``. ``serve`` is what
+``llmrec ui`` calls; it binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import html
 import logging
 import os
-import re
 import secrets
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmrec.chat.engine import BUTTONS, MAX_MESSAGE, Card, ProfileEdit, Reply
-from llmrec.chat.state import ChatState
-from llmrec.errors import LlmrecError
+from llmrec.chat.engine import MAX_MESSAGE
 from llmrec.pipeline.parts import EXPLAINERS, RANKERS
-from llmrec.safety import sanitize_output
-from ui.service import Choice, Service, valid_user_id
+from ui.guard import LOOPBACK, SessionSigner, allowed_hosts
+from ui.limits import Limits
+from ui.render import card_html, status_html
+from ui.service import Service
 
 log = logging.getLogger(__name__)
 
 CSS_PATH = Path(__file__).with_name("theme.css")
 ACTIONS = (("why", "Why?"), ("like", "👍 Like"), ("dislike", "👎 Dislike"), ("seen", "Seen it"))
-LOADING = ("One moment: I'm loading the catalogue and the models. The very first start builds the search "
-           "index, which can take a few minutes.")  # fmt: skip
 HEADER = """<div class="brand"><div class="logo">🎬</div><div><h1>llmrec</h1>
 <p>Movie picks you can talk to: say what you like, ask why, and steer.</p></div></div>"""
 EMPTY = """<div class="empty"><div class="empty-title">Your picks will appear here</div><ol>
@@ -52,263 +46,46 @@ class AppSettings:
     k: int = 5
     max_k: int = 10
     stream_delay: float = 0.01  # seconds between revealed pieces of a reply (0: whole replies at once)
-    concurrency: int = 4  # events running at once (model calls are serialised by the recommender anyway)
-    queue_size: int = 64  # waiting events beyond this are refused with "queue full"
+    concurrency: int = 16  # chat turns running at once; their model calls pass the admission door (``limits``)
+    light_concurrency: int = 8  # page loads, profile saves and "forget me" at once (never behind a model call)
+    queue_size: int = 64  # waiting events beyond this are refused by Gradio ("queue full")
     max_message: int = MAX_MESSAGE
     warm_up: bool = True  # load the catalogue and models in the background as soon as the app is built
-    browser_secret: str | None = None  # encrypts the id kept in the browser; keep it stable across restarts
+    limits: Limits = field(default_factory=Limits)  # per-session limits and the bounded wait for the model
+    ready_wait_s: float = 30.0  # a turn waits at most this long for the first load, then hears "still loading"
+    stream_wait_s: float = 2.0  # a card's LLM sentence waits at most this long for the model, else stays template
+    session_secret: str | None = None  # signs the session cookies; keep it stable so a restart keeps sessions
+    allowed_hosts: tuple[str, ...] = ()  # Host names the app answers to besides loopback and its address ("*": any)
+    auth: Any = None  # Gradio login: a list of (user, password) pairs or a callable(user, password) -> bool
+    auth_message: str | None = None
 
 
-# -- the page ---------------------------------------------------------------------------------------
-LISTED = re.compile(r"^(\d{1,2}\. .+?) — .*$", re.MULTILINE)
-
-
-def _say(role: str, text: str) -> dict[str, str]:
-    """A chat message; a numbered list of picks shows titles only (their reasons are on the cards)."""
-    return {"role": role, "content": LISTED.sub(r"\1", text) if role == "assistant" else text}
-
-
-def _card_dict(card: Card) -> dict[str, Any]:
-    return {**asdict(card), "genres": list(card.genres)}
-
-
-def card_html(card: dict[str, Any]) -> str:
-    """One card's text as HTML; every field is escaped (titles and explanations are untrusted text)."""
-    esc = html.escape
-    title, year = str(card.get("title", "")), card.get("year")
-    if year and title.endswith(f" ({year})"):
-        title = title[: -len(f" ({year})")]
-    tags = "".join(f'<span class="genre">{esc(str(g))}</span>' for g in list(card.get("genres") or [])[:4])
-    source = "written by the language model" if card.get("explanation_source") == "llm" else "from the evidence"
-    return (f'<div class="rec-head"><span class="rec-rank">#{int(card.get("position") or 0)}</span>'
-            f'<span class="rec-year">{esc(str(year or ""))}</span></div>'
-            f'<div class="rec-title">{esc(title)}</div><div class="rec-genres">{tags}</div>'
-            f'<p class="rec-why">{esc(str(card.get("explanation", "")))}</p>'
-            f'<div class="rec-source">reason {esc(source)}</div>')  # fmt: skip
-
-
-def status_html(stage: str, state: str) -> str:
-    return f'<div class="status-pill {state}"><span class="dot"></span>{html.escape(stage)}</div>'
-
-
-def notes_html(notes: Sequence[str]) -> str:
-    return "".join(f'<div class="note">ℹ️ {html.escape(n)}</div>' for n in notes)
-
-
-class ChatApp:
-    """Event handlers: each reads the session's inputs, calls the ``Conversation`` and lays out its reply."""
-
-    def __init__(self, service: Service, settings: AppSettings) -> None:
-        self.service = service
-        self.settings = settings
-
-    # -- helpers ----------------------------------------------------------------------------------
-    def _uid(self, user_id: Any) -> str:
-        return user_id if valid_user_id(user_id) else "web-" + secrets.token_hex(8)
-
-    def _choice(self, ranker: Any, explainer: Any, model: Any, k: Any, diversity: Any) -> tuple[Choice, int]:
-        try:
-            k = min(max(int(k), 1), self.settings.max_k)
-        except (TypeError, ValueError):
-            k = self.settings.k
-        return self.service.choice(ranker, explainer, model, diversity), k
-
-    def _cards(self, reply: Reply, state: ChatState | None) -> list[dict[str, Any]]:
-        if reply.cards:
-            return [_card_dict(c) for c in reply.cards]
-        if state is None:
-            return []
-        items = self.service.items
-        cards = []
-        for n, shown in enumerate(state.current(), 1):
-            item = items.get(shown.item_id) if hasattr(items, "get") else None
-            cards.append({"item_id": shown.item_id, "title": shown.title, "year": getattr(item, "year", None),
-                          "genres": list(getattr(item, "genres", ())), "position": n,
-                          "explanation": sanitize_output(shown.explanation),
-                          "explanation_source": shown.explanation_source})  # fmt: skip
-        return cards
-
-    def _profile(self, state: ChatState | None) -> list[Any]:
-        import gradio as gr
-
-        if state is None:
-            return [gr.skip()] * 8
-        title = self.service.title
-        genres = self.service.genres
-
-        def picks(ids: list[str]) -> Any:
-            return gr.CheckboxGroup(choices=[(title(i), i) for i in ids], value=list(ids))
-
-        def genre_box(values: list[str]) -> Any:
-            return gr.Dropdown(choices=sorted({*genres, *values}), value=list(values))
-
-        return [picks(state.liked), picks(state.disliked), picks(state.seen), "\n".join(state.preferences),
-                genre_box(state.wanted_genres), genre_box(state.avoided_genres), state.year_min,
-                state.year_max]  # fmt: skip
-
-    def _outputs(self, uid: str, history: list, reply: Reply, state: ChatState | None, keep_cards: bool) -> tuple:
-        import gradio as gr
-
-        cards = gr.skip() if keep_cards else self._cards(reply, state)
-        return (uid, history, cards, list(reply.chips), notes_html(reply.notes), *self._profile(state))
-
-    def _run(self, uid: str, settings: Sequence[Any], call: Callable[[Any], Reply],
-             greeting: bool = False) -> tuple[Reply, ChatState | None, Any]:  # fmt: skip
-        """Call the conversation; library errors become a polite reply, never a traceback in the page.
-
-        The third value is the conversation when its cards' sentences are to be streamed in afterwards (the
-        language model writes them; the cards came at once with template sentences)."""
-        try:
-            choice, k = self._choice(*settings)
-            convo = self.service.greeter(uid) if greeting else self.service.conversation(uid, choice, k)
-            reply = call(convo)
-            return reply, convo.state(), convo if convo.streams and reply.cards else None
-        except LlmrecError as exc:
-            return Reply(f"Sorry, I couldn't do that: {sanitize_output(str(exc), 400)}"), None, None
-        except Exception:
-            log.exception("chat event failed for %s", uid)
-            return Reply("Sorry, something went wrong on my side. Please try again."), None, None
-
-    def _stream_explanations(self, uid: str, reply: Reply, convo: Any, lead: tuple) -> Iterator[tuple]:
-        """Replace each card's template sentence by the LLM's, token by token (the chat lists titles only)."""
-        import gradio as gr
-
-        cards = [_card_dict(c) for c in reply.cards]
-        rest = [gr.skip()] * 10  # chips, notes and the profile panel stay as they are
-        for card in cards:
-            try:
-                for text, source in convo.stream_explanation(card["item_id"]):
-                    card["explanation"] = sanitize_output(text) + (" ▍" if source == "streaming" else "")
-                    card["explanation_source"] = source
-                    yield (*lead, uid, gr.skip(), [dict(c) for c in cards], *rest)
-            except Exception:  # the template sentence stays; the session goes on
-                log.exception("streaming the explanation of %s failed", card["item_id"])
-
-    def _turn(self, uid: str, history: list, settings: Sequence[Any], call: Callable[[Any], Reply],
-              lead: tuple = (), keep_cards: bool = False, greeting: bool = False) -> Iterator[tuple]:  # fmt: skip
-        """Show a placeholder, run the turn, then reveal the reply a few words at a time."""
-        import gradio as gr
-
-        skip_rest = [gr.skip()] * 11  # everything after the user id and the chat
-        waiting = "…" if (self.service.catalogue if greeting else self.service.ready).is_set() else LOADING
-        yield (*lead, uid, [*history, _say("assistant", waiting)], gr.skip(), [], "", *skip_rest[3:])
-        reply, state, streaming = self._run(uid, settings, call, greeting)
-        lead = tuple(gr.skip() for _ in lead)
-        words = reply.text.split(" ")
-        step = max(2, len(words) // 24)
-        if self.settings.stream_delay > 0:
-            for end in range(step, len(words), step):
-                partial = [*history, _say("assistant", " ".join(words[:end]) + " ▍")]
-                yield (*lead, uid, partial, *skip_rest)
-                time.sleep(self.settings.stream_delay)
-        shown = dataclasses.replace(reply, chips=()) if streaming is not None else reply  # quick replies come last
-        yield (*lead, *self._outputs(uid, [*history, _say("assistant", reply.text)], shown, state, keep_cards))
-        if streaming is not None:
-            yield from self._stream_explanations(uid, reply, streaming, lead)
-            final = dataclasses.replace(reply, cards=())  # the cards come from the recorded state now
-            yield (*lead, *self._outputs(uid, [*history, _say("assistant", reply.text)], final,
-                                         streaming.state(), keep_cards))  # fmt: skip
-
-    # -- events -----------------------------------------------------------------------------------
-    def on_load(self, user_id: Any, ranker: Any, explainer: Any, model: Any, k: Any,
-                diversity: Any) -> Iterator[tuple]:  # fmt: skip
-        """A page (re)load: the user's transcript and current picks come back, then a greeting."""
-        uid, settings = self._uid(user_id), (ranker, explainer, model, k, diversity)
-        history = [_say(t.role, t.text) for t in self.service.store.turns(uid, limit=100)]
-        yield from self._turn(uid, history, settings, lambda convo: convo.start(), greeting=True)
-
-    def on_send(self, message: Any, history: list, user_id: Any, ranker: Any, explainer: Any, model: Any, k: Any,
-                diversity: Any) -> Iterator[tuple]:  # fmt: skip
-        import gradio as gr
-
-        uid, settings = self._uid(user_id), (ranker, explainer, model, k, diversity)
-        text = str(message or "")[: self.settings.max_message * 2]  # the engine cleans, caps and says so
-        if not text.strip():
-            yield (gr.skip(), uid, *[gr.skip()] * 11)
-            return
-        shown = text if len(text) <= self.settings.max_message else text[: self.settings.max_message] + "…"
-        history = [*(history or []), _say("user", shown)]
-        yield from self._turn(uid, history, settings, lambda convo: convo.handle(text), lead=("",))
-
-    def on_act(self, item_id: Any, kind: Any, history: list, user_id: Any, ranker: Any, explainer: Any, model: Any,
-               k: Any, diversity: Any) -> Iterator[tuple]:  # fmt: skip
-        """A card button: ``why``, ``like``, ``dislike`` or ``seen`` on ``item_id``."""
-        uid, settings = self._uid(user_id), (ranker, explainer, model, k, diversity)
-        item_id, kind = str(item_id or ""), str(kind or "")
-        if kind not in BUTTONS:
-            kind = "why"
-        asked = BUTTONS[kind].format(title=self.service.title(item_id))
-        history = [*(history or []), _say("user", asked)]
-        yield from self._turn(uid, history, settings, lambda convo: convo.act(item_id, kind))
-
-    def on_save(self, user_id: Any, liked: Any, disliked: Any, seen: Any, preferences: Any, wanted: Any,
-                avoided: Any, year_from: Any, year_to: Any, history: list, ranker: Any, explainer: Any, model: Any,
-                k: Any, diversity: Any) -> tuple:  # fmt: skip
-        """The profile panel's "Save": apply the edits to the stored state (retried if another tab wrote)."""
-        uid, settings = self._uid(user_id), (ranker, explainer, model, k, diversity)
-        lines = tuple(str(preferences or "").splitlines())
-        edit = ProfileEdit(tuple(liked or ()), tuple(disliked or ()), tuple(seen or ()), lines, tuple(wanted or ()),
-                           tuple(avoided or ()), _year(year_from), _year(year_to))  # fmt: skip
-        reply, state, _ = self._run(uid, settings, lambda convo: convo.edit_profile(edit))
-        return self._outputs(uid, [*(history or []), _say("assistant", reply.text)], reply, state, keep_cards=True)
-
-    def on_forget(self, user_id: Any, ranker: Any, explainer: Any, model: Any, k: Any, diversity: Any) -> tuple:
-        import gradio as gr
-
-        uid, settings = self._uid(user_id), (ranker, explainer, model, k, diversity)
-        reply, state, _ = self._run(uid, settings, lambda convo: convo.forget())
-        self.service.drop_user(uid)
-        return (*self._outputs(uid, [_say("assistant", reply.text)], reply, state, False), gr.Row(visible=False))
-
-    def chip_handler(self, text: str) -> Callable[..., Iterator[tuple]]:
-        def handler(history: list, user_id: Any, *settings: Any) -> Iterator[tuple]:
-            yield from self.on_send(text, history, user_id, *settings)
-
-        return handler
-
-    def card_handler(self, item_id: str, kind: str) -> Callable[..., Iterator[tuple]]:
-        def handler(history: list, user_id: Any, *settings: Any) -> Iterator[tuple]:
-            yield from self.on_act(item_id, kind, history, user_id, *settings)
-
-        return handler
-
-    def on_poll(self) -> tuple:
-        import gradio as gr
-
-        stage, state = self.service.status()
-        return status_html(stage, state), gr.Timer(active=state == "loading")
-
-
-def _year(value: Any) -> int | None:
-    try:
-        year = int(value)
-    except (TypeError, ValueError):
-        return None
-    return year if 1800 <= year <= 2100 else None
-
-
-def build_app(recommender_factory: Callable[[], Any], store_path: str | Path,
+def build_app(recommender_factory: Callable[[], Any], store: str | Path | Any,
               settings: AppSettings | None = None) -> Any:  # fmt: skip
     """The app as a ``gr.Blocks`` (queued, not launched) over the recommender ``recommender_factory`` returns.
 
     The factory is called once, now; the recommender must be lazy (``llmrec.pipeline.Recommender`` is), as
     its catalogue and models load in a background thread when ``settings.warm_up`` (else on first use).
-    Profiles and transcripts go to the SQLite file ``store_path``.
+    Profiles and transcripts go to ``store``: a SQLite path, a ``postgresql://`` URL or a store object.
     """
     import gradio as gr
 
+    from ui.events import AppBlocks, ChatApp
+
     settings = settings or AppSettings()
-    service = Service(recommender_factory(), store_path, settings.dataset_label)
+    service = Service(recommender_factory(), store, settings.dataset_label, settings.limits, settings.ready_wait_s)
     if settings.warm_up:
         service.start()
-    chat = ChatApp(service, settings)
+    signer = SessionSigner(settings.session_secret or secrets.token_hex(32))
+    chat = ChatApp(service, settings, signer)
     default = service.default_choice
 
     choose: list[Any] = []  # the settings every event reads (filled once the layout exists)
     out: list[Any] = []  # what every chat event updates
     quiet: dict[str, Any] = {"show_progress": "hidden"}  # the chat shows its own "…" while working
-    with gr.Blocks(title="llmrec · movie picks you can talk to", analytics_enabled=False) as blocks:
-        user = gr.BrowserState("", storage_key="llmrec-user-id", secret=settings.browser_secret)
+    turns = {"concurrency_limit": settings.concurrency, "concurrency_id": "turns", **quiet}
+    light = {"concurrency_limit": settings.light_concurrency, "concurrency_id": "light"}
+    with AppBlocks(title="llmrec · movie picks you can talk to", analytics_enabled=False) as blocks:
         cards = gr.JSON([], visible=False)
         chips = gr.JSON([], visible=False)
         with gr.Row(elem_id="header", equal_height=True):
@@ -316,17 +93,18 @@ def build_app(recommender_factory: Callable[[], Any], store_path: str | Path,
             status = gr.HTML(status_html(*service.status()), elem_id="status", scale=2)
         with gr.Row(elem_id="main"):
             with gr.Column(scale=5, min_width=360, elem_id="chat-column"):
+                # Messages arrive escaped (ui.render.chat_message): the chat draws text, never markup or math.
                 chatbot = gr.Chatbot([], elem_id="chat", show_label=False, height=540, render_markdown=False,
-                                     sanitize_html=True, allow_tags=False, feedback_options=None, buttons=[],
-                                     placeholder="Loading…", layout="bubble")  # fmt: skip
+                                     sanitize_html=True, allow_tags=False, latex_delimiters=[], feedback_options=None,
+                                     buttons=[], placeholder="Loading…", layout="bubble")  # fmt: skip
 
                 @gr.render(inputs=[chips])
                 def _chips(values: list[str] | None) -> None:
                     with gr.Row(elem_classes="chip-row"):
-                        for text in values or []:
-                            button = gr.Button(text, size="sm", elem_classes="chip", scale=0, min_width=0)
-                            button.click(chat.chip_handler(text), [chatbot, user, *choose], [message, *out],
-                                         api_visibility="private", **quiet)  # fmt: skip
+                        for text in (values or [])[:12]:
+                            button = gr.Button(str(text)[:80], size="sm", elem_classes="chip", scale=0, min_width=0)
+                            button.click(chat.chip_handler(str(text)[:80]), choose, [message, *out],
+                                         api_visibility="private", **turns)  # fmt: skip
 
                 message = gr.Textbox(placeholder="Tell me what you feel like watching…", show_label=False,
                                      max_length=settings.max_message, submit_btn=True, elem_id="message")  # fmt: skip
@@ -340,15 +118,14 @@ def build_app(recommender_factory: Callable[[], Any], store_path: str | Path,
                             gr.HTML(EMPTY)
                             return
                         with gr.Row(elem_classes="card-grid"):
-                            for card in values:
+                            for card in [c for c in values if isinstance(c, dict)][: settings.max_k]:
                                 with gr.Column(elem_classes="rec-card", min_width=200):
                                     gr.HTML(card_html(card), elem_classes="rec-body")
                                     with gr.Row(elem_classes="card-actions"):
                                         for kind, label in ACTIONS:
                                             button = gr.Button(label, size="sm", elem_classes=f"act act-{kind}")
-                                            button.click(chat.card_handler(card["item_id"], kind),
-                                                         [chatbot, user, *choose], out, api_visibility="private",
-                                                         **quiet)  # fmt: skip
+                                            button.click(chat.card_handler(str(card.get("item_id", "")), kind),
+                                                         choose, out, api_visibility="private", **turns)  # fmt: skip
 
                 with gr.Tab("Your profile", id="profile"):
                     gr.Markdown("What I believe about you. Untick anything that's wrong, edit the text, then "
@@ -383,30 +160,30 @@ def build_app(recommender_factory: Callable[[], Any], store_path: str | Path,
                     k = gr.Slider(1, settings.max_k, value=settings.k, step=1, label="Recommendations per list")
                     diversity = gr.Slider(0, 1, value=default.diversity, step=0.1, label="Diversity",
                                           info="0 = most relevant first; higher mixes in different picks.")  # fmt: skip
-                    user_box = gr.Textbox(label="Your user id (kept in this browser)", interactive=False)
+                    who = gr.Textbox("", label="Who you are here", interactive=False, elem_id="who")
                     gr.Markdown("Settings apply to your next recommendations.")
         act_item = gr.Textbox(visible=False)
         act_kind = gr.Textbox(visible=False)
         act = gr.Button(visible=False)
-        timer = gr.Timer(1.0, active=service.status()[1] == "loading")
+        timer = gr.Timer(1.0, active=service.loading)
 
         choose += [ranker, explainer, model, k, diversity]
-        out += [user, chatbot, cards, chips, notes, liked, disliked, seen, preferences, wanted, avoided, year_from,
-                year_to]  # fmt: skip
+        out += [chatbot, cards, chips, notes, liked, disliked, seen, preferences, wanted, avoided, year_from, year_to]
 
-        blocks.load(chat.on_load, [user, *choose], out, api_name="start", **quiet)
-        message.submit(chat.on_send, [message, chatbot, user, *choose], [message, *out], api_name="send", **quiet)
-        act.click(chat.on_act, [act_item, act_kind, chatbot, user, *choose], out, api_name="act", **quiet)
-        save.click(chat.on_save, [user, liked, disliked, seen, preferences, wanted, avoided, year_from, year_to,
-                                  chatbot, *choose], out, api_name="save_profile")  # fmt: skip
+        blocks.load(chat.on_load, choose, [*out, who], api_name="start", **light, **quiet)
+        message.submit(chat.on_send, [message, *choose], [message, *out], api_name="send", **turns)
+        act.click(chat.on_act, [act_item, act_kind, *choose], out, api_name="act", **turns)
+        save.click(chat.on_save, [liked, disliked, seen, preferences, wanted, avoided, year_from, year_to, *choose],
+                   out, api_name="save_profile", **light)  # fmt: skip
         forget.click(lambda: gr.Row(visible=True), None, confirm_row, api_visibility="private", queue=False)
         cancel.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private", queue=False)
-        confirm.click(chat.on_forget, [user, *choose], [*out, confirm_row], api_name="forget")
-        user.change(lambda u: u, user, user_box, api_visibility="private", queue=False)
+        confirm.click(chat.on_forget, choose, [*out, confirm_row], api_name="forget", **light)
         timer.tick(chat.on_poll, None, [status, timer], api_visibility="private", concurrency_limit=None, **quiet)
 
-    blocks.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
+    blocks.queue(default_concurrency_limit=settings.light_concurrency, max_size=settings.queue_size)
     blocks.llmrec_service = service  # for tests and tools: readiness and the store
+    blocks.llmrec_settings = settings
+    blocks.llmrec_signer = signer
     return blocks
 
 
@@ -420,39 +197,55 @@ def theme() -> Any:
 
 
 def launch(app: Any, host: str = "127.0.0.1", port: int = 7860, *, block: bool = True, quiet: bool = False) -> str:
-    """Serve ``app`` on ``host:port`` (no share link, no file access, no uploads); returns the local URL.
+    """Serve ``app`` on ``host:port`` behind ``ui.guard.Guard`` (no share link, no file access, no uploads);
+    returns the local URL. With ``block`` it serves until interrupted; otherwise it returns at once (tests call
+    ``app.close()``)."""
+    from starlette.middleware import Middleware
 
-    With ``block`` it serves until interrupted; otherwise it returns at once (tests call ``app.close()``).
-    """
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving on %s: anyone who can reach this address can use the app (there is no login)", host)
+    from ui.guard import Guard
+
+    settings: AppSettings = app.llmrec_settings
+    hosts = allowed_hosts(host, settings.allowed_hosts)
+    if host not in LOOPBACK and settings.auth is None:
+        log.warning("serving on %s without a login: anyone who can reach it can use the app (SECURITY.md says how "
+                    "to add one)", host)  # fmt: skip
+    if host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+        log.warning("bound to all interfaces: only requests for %s are answered; list the names people use with "
+                    "allowed_hosts", ", ".join(sorted(hosts)))  # fmt: skip
+    guard = Middleware(Guard, signer=app.llmrec_signer, hosts=hosts)
     _, url, _ = app.launch(server_name=host, server_port=port, share=False, inbrowser=False,
-                           prevent_thread_lock=not block, show_error=False, quiet=quiet, max_file_size="1mb",
+                           prevent_thread_lock=not block, show_error=False, quiet=quiet, max_file_size="1kb",
                            theme=theme(), css=CSS_PATH.read_text(encoding="utf-8"), ssr_mode=False, pwa=False,
-                           mcp_server=False, enable_monitoring=False, run_history=False,
+                           mcp_server=False, enable_monitoring=False, run_history=False, auth=settings.auth,
+                           auth_message=settings.auth_message, app_kwargs={"middleware": [guard]},
                            footer_links=["api", "gradio", "settings"])  # fmt: skip
     return url
 
 
-def browser_secret(folder: Path) -> str:
-    """The key that encrypts user ids in browsers, made once per cache (so a restart keeps everyone's profile)."""
-    path = folder / "browser-secret"
+def secret_file(folder: Path, name: str = "session-secret") -> str:
+    """A random secret made once per cache folder (readable by its owner only), e.g. the key that signs session
+    cookies, so a restart keeps everyone's session."""
+    path = folder / name
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         with (
             contextlib.suppress(FileExistsError),
             os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle,
         ):
-            handle.write(secrets.token_hex(16))
+            handle.write(secrets.token_hex(32))
     return path.read_text(encoding="utf-8").strip()
 
 
-def serve(config: Any, host: str | None = None, port: int | None = None) -> None:
+def serve(config: Any, host: str | None = None, port: int | None = None, *, profiles: str | None = None,
+          users: str | Path | None = None, hosts: tuple[str, ...] = ()) -> None:  # fmt: skip
     """``llmrec ui``: build the recommender for ``config`` (a ``RecommenderConfig``) and serve the app until
     interrupted.
 
     ``host``/``port`` fall back to ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT``, then 127.0.0.1:7860.
-    Profiles live in ``<cache>/chat/profiles.sqlite`` (the same store as ``llmrec chat``).
+    ``profiles``: where profiles and transcripts live, a SQLite path or a ``postgresql://`` URL (default
+    ``<cache>/chat/profiles.sqlite``, the same store as ``llmrec chat``). ``users``: a login file
+    (``ui.auth``); without it sessions are anonymous, kept by a signed cookie. ``hosts``: more Host names to
+    answer to (behind a proxy or on a LAN name).
     """
     from llmrec.errors import ConfigError
     from llmrec.paths import resolve_cache_dir
@@ -464,8 +257,16 @@ def serve(config: Any, host: str | None = None, port: int | None = None) -> None
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             raise ConfigError(f"GRADIO_SERVER_PORT={raw!r} is not a port number; use 1-65535")
         port = int(raw)
-    store_path = resolve_cache_dir(config.cache_dir) / "chat" / "profiles.sqlite"
-    settings = AppSettings(dataset_label=str(config.data.dataset), browser_secret=browser_secret(store_path.parent))
-    app = build_app(lambda: Recommender(config), store_path, settings)
-    log.info("llmrec app on http://%s:%d (profiles in %s)", host, port, store_path)
+    chat_dir = resolve_cache_dir(config.cache_dir) / "chat"
+    store = profiles or chat_dir / "profiles.sqlite"
+    auth = None
+    if users is not None:
+        from ui.auth import load_users
+
+        auth = load_users(Path(users))
+    settings = AppSettings(dataset_label=str(config.data.dataset), session_secret=secret_file(chat_dir),
+                           allowed_hosts=tuple(hosts), auth=auth)  # fmt: skip
+    app = build_app(lambda: Recommender(config), store, settings)
+    where = app.llmrec_service.store
+    log.info("llmrec app on http://%s:%d (profiles in %s)", host, port, getattr(where, "location", None) or store)
     launch(app, host, port)

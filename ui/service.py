@@ -1,11 +1,14 @@
-"""What all sessions of the app share: the recommender and its setting variants, the profile store,
-and the background load that makes them ready. No Gradio here; ``ui.app`` lays out the page over it.
+"""What all sessions of the app share: the recommender and its setting variants, the profile store, the door in
+front of the models, and the background load that makes them ready. No Gradio here; ``ui.app`` lays out the page.
+
+Everything that reads or changes a user goes through ``llmrec.chat.Conversation``; the only store read here is
+the transcript (``transcript``), merged with the replies that are not recorded (greetings, "busy" answers).
+While another process builds the vector store the load waits, says so in the status, and retries by itself.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -13,14 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmrec import errors
 from llmrec.chat.engine import Conversation
-from llmrec.chat.store import ProfileStore
+from llmrec.chat.store import open_profile_store
 from llmrec.errors import LlmrecError
 from llmrec.pipeline.parts import EXPLAINERS, RANKERS
+from ui.limits import Admission, Busy, Limits
 
 log = logging.getLogger(__name__)
 
-USER_ID = re.compile(r"web-[0-9a-f]{16}")
+RETRY_S = 2.0  # seconds between tries while another process writes the vector store
+MAX_TRANSIENT = 20  # unrecorded replies kept per user
 
 
 @dataclass(frozen=True)
@@ -33,9 +39,32 @@ class Choice:
     diversity: float
 
 
-def valid_user_id(value: Any) -> bool:
-    """Ids are made here (``web-`` and 16 hex digits), so no data-set user or other person's id is accepted."""
-    return isinstance(value, str) and USER_ID.fullmatch(value) is not None
+def store_is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says another process is writing the vector store (wait and retry, not fail)."""
+    typed = getattr(errors, "StoreBusyError", None)
+    if typed is not None and isinstance(exc, typed):
+        return True
+    if getattr(exc, "busy", False) is True:
+        return True
+    return isinstance(exc, errors.IndexStoreError) and "being written by another process" in str(exc)
+
+
+class GatedRecommender:
+    """The shared recommender as one session sees it: its model calls pass the admission door first."""
+
+    def __init__(self, recommender: Any, admission: Admission, key: str) -> None:
+        self._rec, self._admission, self._key = recommender, admission, key
+
+    def recommend(self, *args: Any, **kwargs: Any) -> Any:
+        with self._admission.enter(self._key):
+            return self._rec.recommend(*args, **kwargs)
+
+    def why(self, *args: Any, **kwargs: Any) -> Any:
+        with self._admission.enter(self._key):
+            return self._rec.why(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rec, name)
 
 
 class Service:
@@ -43,11 +72,15 @@ class Service:
 
     MAX_CONVERSATIONS = 512
 
-    def __init__(self, recommender: Any, store_path: str | Path, label: str) -> None:
+    def __init__(self, recommender: Any, store: Any, label: str, limits: Limits | None = None,
+                 ready_wait_s: float = 30.0) -> None:  # fmt: skip
+        """``store``: a profile store, a SQLite path or a ``postgresql://`` URL (``open_profile_store``)."""
         cfg = recommender.config
         self.base = recommender
-        self.store = ProfileStore(store_path)
+        self.store = open_profile_store(store) if isinstance(store, (str, Path)) else store
         self.label = label
+        self.admission = Admission(limits)
+        self.ready_wait_s = ready_wait_s
         self.default_choice = Choice(cfg.ranker.kind, cfg.explainer.kind, cfg.llm.model, float(cfg.retrieval.diversity))
         self.catalogue = threading.Event()  # the items are loaded: greetings and titles can be shown
         self.ready = threading.Event()  # everything a recommendation needs is loaded (or failed)
@@ -57,8 +90,10 @@ class Service:
         self._started = False
         self._variants: dict[Choice, Any] = {self.default_choice: recommender}
         self._conversations: OrderedDict[tuple[str, Choice, int], Conversation] = OrderedDict()
+        self._transient: OrderedDict[str, list[tuple[float, str, str]]] = OrderedDict()
         self._models: list[str] | None = None
 
+    # -- loading ------------------------------------------------------------------------------------
     def start(self) -> None:
         with self._lock:
             if not self._started:
@@ -66,18 +101,30 @@ class Service:
                 threading.Thread(target=self._warm, name="llmrec-warm-up", daemon=True).start()
 
     def _warm(self) -> None:
-        """Load everything a first recommendation needs, saying which part is loading."""
+        """Load everything a first recommendation needs, saying which part is loading; while another process
+        writes the vector store, wait and try again (the app recovers by itself)."""
         base, started = self.base, time.perf_counter()
         try:
             self._stage = "Loading the catalogue"
             items = base.items
             self.genres = sorted({g for item in items.values() for g in item.genres if not g.startswith("(")})
             self.catalogue.set()
-            self._stage = "Preparing the search index and models (the first run builds the index: minutes)"
-            users = base.dataset.interactions.user_ids
-            if len(users):  # a user with a history: the collaborative model (and the LLM, if configured)
-                base.recommend(base.profile(user=str(users[0])), k=1)
-            base.recommend(base.profile(query="a well-loved film"), k=1)  # a newcomer's words: the embedder
+            while True:
+                self._stage, self._state = ("Preparing the search index and models (the first run builds the index: "
+                                            "minutes)", "loading")  # fmt: skip
+                try:
+                    users = base.dataset.interactions.user_ids
+                    if len(users):  # a user with a history: the collaborative model (and the LLM, if configured)
+                        base.recommend(base.profile(user=str(users[0])), k=1)
+                    base.recommend(base.profile(query="a well-loved film"), k=1)  # a newcomer's words: the embedder
+                    break
+                except LlmrecError as exc:
+                    if not store_is_busy(exc):
+                        raise
+                    log.info("waiting for another process to finish the vector store: %s", exc)
+                    self._stage, self._state = ("Waiting for another process to finish building the search index; "
+                                                "I'll be ready by myself", "waiting")  # fmt: skip
+                    time.sleep(RETRY_S)
             self._stage, self._state = f"Ready · {self.label} · {len(items):,} titles", "ready"
             log.info("recommender ready in %.1f s", time.perf_counter() - started)
         except LlmrecError as exc:
@@ -89,15 +136,24 @@ class Service:
             self.catalogue.set()
             self.ready.set()
 
-    def wait(self, catalogue_only: bool = False) -> None:
+    def wait(self, catalogue_only: bool = False, timeout: float | None = None) -> None:
+        """Wait (at most ``timeout`` seconds, default ``ready_wait_s``) for the catalogue or for everything;
+        ``Busy`` when it is still loading then, the error when loading failed."""
         self.start()
-        (self.catalogue if catalogue_only else self.ready).wait()
+        event = self.catalogue if catalogue_only else self.ready
+        if not event.wait(self.ready_wait_s if timeout is None else timeout):
+            raise Busy(f"I'm still getting ready ({self._stage.lower()}); please try again in a moment.")
         if self._state == "error":
             raise LlmrecError(self._stage)
 
     def status(self) -> tuple[str, str]:
         return self._stage, self._state
 
+    @property
+    def loading(self) -> bool:
+        return self._state in ("loading", "waiting")
+
+    # -- the catalogue and the settings --------------------------------------------------------------
     @property
     def items(self) -> Any:
         return self.base.items if self.catalogue.is_set() and self._state != "error" else {}
@@ -132,15 +188,12 @@ class Service:
         with self._lock:
             if choice not in self._variants:
                 log.info("new recommender variant %s", choice)
-                self._variants[choice] = self._derive(choice)
+                self._variants[choice] = self.base.variant(
+                    ranker={"kind": choice.ranker}, explainer={"kind": choice.explainer}, llm={"model": choice.model},
+                    retrieval={"diversity": choice.diversity})  # fmt: skip
             return self._variants[choice]
 
-    def _derive(self, choice: Choice) -> Any:
-        """A variant of the base recommender for ``choice``: it shares the catalogue, store, collaborative model
-        and every language model already loaded (``Recommender.variant``)."""
-        return self.base.variant(ranker={"kind": choice.ranker}, explainer={"kind": choice.explainer},
-                                 llm={"model": choice.model}, retrieval={"diversity": choice.diversity})  # fmt: skip
-
+    # -- sessions -------------------------------------------------------------------------------------
     def greeter(self, user_id: str) -> Conversation:
         """A conversation that can greet (and show the profile) while the store and models still load."""
         self.wait(catalogue_only=True)
@@ -150,8 +203,9 @@ class Service:
         recommender = self.recommender(choice)
         key = (user_id, choice, k)
         with self._lock:
-            convo = self._conversations.pop(key, None) or Conversation(recommender, self.store, user_id, k=k,
-                                                                      stream_explanations=True)
+            convo = self._conversations.pop(key, None) or Conversation(
+                GatedRecommender(recommender, self.admission, user_id), self.store, user_id, k=k,
+                stream_explanations=True)  # fmt: skip
             self._conversations[key] = convo
             while len(self._conversations) > self.MAX_CONVERSATIONS:
                 self._conversations.popitem(last=False)
@@ -161,3 +215,31 @@ class Service:
         with self._lock:
             for key in [key for key in self._conversations if key[0] == user_id]:
                 del self._conversations[key]
+            self._transient.pop(user_id, None)
+
+    # -- the transcript ------------------------------------------------------------------------------
+    def remember(self, user_id: str, role: str, text: str) -> None:
+        """A reply shown but not recorded by the conversation (a greeting, "busy"): kept in memory, in order."""
+        with self._lock:
+            said = self._transient.pop(user_id, [])
+            said.append((time.time(), role, text))
+            self._transient[user_id] = said[-MAX_TRANSIENT:]
+            while len(self._transient) > self.MAX_CONVERSATIONS:
+                self._transient.popitem(last=False)
+
+    def forget_unrecorded(self, user_id: str) -> None:
+        with self._lock:
+            self._transient.pop(user_id, None)
+
+    def said_since(self, user_id: str, since: float) -> set[str]:
+        """The roles of the turns the conversation recorded for ``user_id`` since ``since`` (a time.time())."""
+        return {t.role for t in self.store.turns(user_id, limit=4) if t.created >= since}
+
+    def transcript(self, user_id: str, limit: int = 100) -> list[tuple[str, str]]:
+        """The user's conversation as ``(role, text)``, oldest first: the recorded turns and the unrecorded replies
+        in time order (the server's record, never what a client sends)."""
+        turns = [(t.created, t.role, t.text) for t in self.store.turns(user_id, limit=limit)]
+        with self._lock:
+            extra = list(self._transient.get(user_id, []))
+        merged = sorted([*turns, *extra], key=lambda row: row[0])
+        return [(role, text) for _, role, text in merged[-limit:]]

@@ -1,6 +1,10 @@
-"""Per-user persistence of chat state and transcripts in SQLite.
+"""Per-user persistence of chat state and transcripts: the ``UserStore`` interface and its SQLite implementation.
 
-One database file; every user's rows are keyed by user id and every query filters on it, so one
+``open_profile_store(url_or_path)`` picks the implementation: a file path gives SQLite (one machine), a
+``postgresql://`` URL gives PostgreSQL (``llmrec.chat.store_pg``; several app processes or machines serving one
+user base). Both keep the same promises below.
+
+SQLite: one database file; every user's rows are keyed by user id and every query filters on it, so one
 session can never read another user's data. WAL mode and a busy timeout make concurrent sessions
 safe; each state row carries a version so a write based on a stale read (a second tab of the same
 user) is detected and retried on fresh data instead of silently overwriting it. ``forget`` removes
@@ -17,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from llmrec.errors import LlmrecError
 
@@ -39,6 +43,12 @@ CREATE INDEX IF NOT EXISTS turns_user ON turns(user_id, id);
 """
 
 
+def storable(text: str) -> str:
+    """``text`` as valid UTF-8: a lone surrogate (from a bad catalogue or a client) becomes "?" instead of failing
+    the write."""
+    return text.encode("utf-8", errors="replace").decode("utf-8")
+
+
 class StaleStateError(LlmrecError):
     """The state changed since it was read (another session of the same user wrote it)."""
 
@@ -55,6 +65,40 @@ class Turn:
     role: str
     text: str
     created: float
+
+
+@runtime_checkable
+class UserStore(Protocol):
+    """What a conversation needs from a store. Every method is keyed by user id and touches no other user."""
+
+    def load(self, user_id: str) -> StoredState | None: ...
+
+    def save(self, user_id: str, data: dict[str, Any], expected_version: int | None) -> int:
+        """Write the state if its version is still ``expected_version`` (None: the user is new), else raise
+        ``StaleStateError`` (the caller re-reads and retries: no update is ever lost). Returns the new version."""
+        ...
+
+    def append_turn(self, user_id: str, role: str, text: str) -> None: ...
+
+    def turns(self, user_id: str, limit: int = 200) -> list[Turn]: ...
+
+    def forget(self, user_id: str) -> int: ...
+
+    def users(self) -> list[str]: ...
+
+
+def open_profile_store(url_or_path: str | Path) -> UserStore:
+    """The store at ``url_or_path``: ``postgresql://user@host/db`` (or ``postgres://``) for PostgreSQL, anything else
+    is the path of a SQLite file."""
+    text = str(url_or_path)
+    if text.startswith(("postgresql://", "postgres://")):
+        from llmrec.chat.store_pg import PostgresProfileStore
+
+        return PostgresProfileStore(text)
+    if "://" in text:
+        raise LlmrecError(f"profile store {text.split('://')[0]}://... is not supported; use a file path or "
+                          "postgresql://user@host:port/database")  # fmt: skip
+    return ProfileStore(text)
 
 
 class ProfileStore:
@@ -88,7 +132,7 @@ class ProfileStore:
 
     def save(self, user_id: str, data: dict[str, Any], expected_version: int | None) -> int:
         """Write the state; ``expected_version`` is the version read (None: the user is new). Returns the new one."""
-        payload = json.dumps(data, ensure_ascii=False)
+        payload = storable(json.dumps(data, ensure_ascii=False))
         with self._lock, self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -113,7 +157,7 @@ class ProfileStore:
 
     def append_turn(self, user_id: str, role: str, text: str) -> None:
         with self._connect() as db:
-            row = (user_id, role, text, time.time())
+            row = (user_id, role, storable(text), time.time())
             db.execute("INSERT INTO turns(user_id, role, text, created) VALUES (?, ?, ?, ?)", row)
 
     def turns(self, user_id: str, limit: int = 200) -> list[Turn]:
