@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -9,6 +10,8 @@ import numpy as np
 
 from llmrec.errors import DataError
 from llmrec.types import Interaction, Item
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,13 @@ class Interactions:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A named catalogue plus interactions, ids as the source spells them."""
+    """A named catalogue plus interactions, ids as the source spells them.
+
+    Every loader ends here, so the catalogue's text is cleaned here, once: titles and other text fields lose lone
+    surrogates and control characters (``llmrec.data.item_text.clean_item``), and items without a usable id or
+    title are dropped (they could be neither shown nor recommended; preprocessing then drops their
+    interactions). The interactions are kept as loaded.
+    """
 
     name: str
     items: Mapping[str, Item]
@@ -65,6 +74,7 @@ class Dataset:
     source: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "items", _clean_catalogue(self.name, self.items))
         if not self.items:
             raise DataError(f"data set {self.name!r} has an empty catalogue; check its item file")
 
@@ -76,6 +86,30 @@ class Dataset:
 
     def users(self) -> list[str]:
         return sorted(set(self.interactions.user_ids.tolist()), key=natural_key)
+
+
+def _clean_catalogue(name: str, items: Mapping[str, Item]) -> Mapping[str, Item]:
+    """``items`` with clean text and without the items that have no usable id or title (the same mapping when
+    nothing changes)."""
+    from llmrec.data.item_text import clean_item
+
+    cleaned: dict[str, Item] = {}
+    untitled = bad_ids = 0
+    changed = False
+    for item_id, item in items.items():
+        fixed = clean_item(item)
+        if not (isinstance(item_id, str) and item_id.isprintable() and item_id.strip() and item_id == item.item_id):
+            bad_ids += 1
+        elif not fixed.title:
+            untitled += 1
+        else:
+            cleaned[item_id] = fixed
+            changed = changed or fixed is not item
+            continue
+        changed = True
+    if untitled or bad_ids:
+        log.warning("%s: dropped %d item(s) without a title and %d with an unusable id", name, untitled, bad_ids)
+    return cleaned if changed else items
 
 
 def natural_key(identifier: str) -> tuple[int, int, str]:
