@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -183,17 +183,30 @@ class Recommender:
         return Recommendations(recs, tuple(dict.fromkeys(notes)), self.ranker.name, retriever)
 
     def why(self, profile: UserProfile, item_id: str, depth: int = 200) -> tuple[Recommendation, str]:
-        """The explanation and evidence for ``item_id`` for this profile, and where retrieval placed it."""
+        """The explanation and evidence for ``item_id`` for this profile, and where retrieval placed it.
+
+        Only an item retrieval would offer gets a reason for recommending it; for any other (not among the top
+        ``depth`` candidates, or already seen) the sentence says it would not be recommended, and why, beside the
+        evidence that exists (so the two halves of the answer never disagree)."""
         if item_id not in self.items:
             raise DataError(f"unknown item id {item_id!r} in {self.dataset.name}; use an id from `llmrec recommend`")
         with self.lock:
             found, _ = self.candidates(profile, depth)
             rank = next((r for r, c in enumerate(found, 1) if c.item_id == item_id), None)
-            candidate = found[rank - 1] if rank else Candidate(item_id, 0.0, ())
             where = f"retrieval rank {rank} of {depth}" if rank else f"not among the top {depth} candidates"
             if item_id in profile.seen:
                 where = "already in the user's history, so it would not be recommended"
-            return self.explainer.explain(profile, [candidate])[0], where
+            elif rank:
+                return self.explainer.explain(profile, [found[rank - 1]])[0], where
+            shown = self.template_explainer.explain(profile, [Candidate(item_id, 0.0, ())])[0]
+            if item_id in profile.seen:
+                reason = "it is already in the user's history"
+            elif profile.is_newcomer and not profile.stated_preferences:
+                reason = "there is nothing in this profile to go on yet (no history, likes or stated wishes)"
+            else:
+                reason = f"it is {where}"
+            return replace(shown, explanation=f"It would not be recommended for this profile now: {reason}.",
+                           explanation_source="not-recommended"), where  # fmt: skip
 
 
 def _combine(*tests: ItemFilter | None) -> ItemFilter | None:
