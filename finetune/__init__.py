@@ -17,11 +17,11 @@ __all__ = ["LoraTrainConfig", "build_config", "default_out", "field_help", "load
 
 
 def default_out(cfg: LoraTrainConfig) -> Path:
-    """``<cache>/adapters/<base model>`` (the ranker) or ``.../<base model>/explain`` (the explainer)."""
+    """``<cache>/adapters/<base model>`` (the ranker) or ``.../<base model>/<task>`` (explainer, understanding)."""
     from llmrec.paths import resolve_cache_dir
 
     folder = resolve_cache_dir(cfg.cache_dir) / "adapters" / cfg.base_model
-    return folder / "explain" if cfg.task == "explain" else folder
+    return folder if cfg.task == "rank" else folder / cfg.task
 
 
 def run_finetune(
@@ -40,6 +40,7 @@ def run_finetune(
     """
     from finetune.explain import ExplainTuner
     from finetune.train import FineTuner
+    from finetune.understand import UnderstandTuner
 
     config_path = None if isinstance(config, LoraTrainConfig) else str(config)
     cfg = config if isinstance(config, LoraTrainConfig) else load_config(config)
@@ -54,5 +55,5 @@ def run_finetune(
         cfg = cfg.replace(**changes)
     target = Path(out) if out is not None else default_out(cfg)
     overrides = {k: v for k, v in (("max_steps", max_steps), ("test_users", test_users)) if v is not None}
-    tuner = ExplainTuner if cfg.task == "explain" else FineTuner
+    tuner = {"explain": ExplainTuner, "understand": UnderstandTuner}.get(cfg.task, FineTuner)
     return tuner(cfg, target, config_path).run(resume=resume, overrides=overrides)

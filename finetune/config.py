@@ -16,7 +16,7 @@ from llmrec.errors import ConfigError
 
 CANDIDATE_MODES = ("retrieved", "insert", "random")
 CANDIDATE_ORDERS = ("retrieval", "shuffled")
-TASKS = ("rank", "explain")
+TASKS = ("rank", "explain", "understand")
 MAX_LABELS = 20  # the ranker's labels A..T
 
 
@@ -32,7 +32,8 @@ class LoraTrainConfig:
     task: str = field(
         default="rank",
         metadata=_help("'rank': the ranker's verbalizer (label of the next item among the candidates); 'explain': "
-                       "the explainer (evidence -> one sentence that passes the faithfulness check)"),
+                       "the explainer (evidence -> one sentence that passes the faithfulness check); 'understand': "
+                       "reading chat messages (context + message -> the Reading JSON)"),
     )  # fmt: skip
     base_model: str = field(
         default="qwen2.5-coder-0.5b-instruct",

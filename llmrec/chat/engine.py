@@ -16,8 +16,9 @@ from functools import cached_property
 from typing import Any
 
 from llmrec.chat import onboarding
-from llmrec.chat.intents import VIOLENT_GENRES, Intent, classify
+from llmrec.chat.intents import VIOLENT_GENRES
 from llmrec.chat.mentions import content_words, mention_feeling, spot_titles
+from llmrec.chat.rules import Intent, classify
 from llmrec.chat.state import ChatState, Shown
 from llmrec.chat.store import ProfileStore, StaleStateError
 from llmrec.data.item_text import clean_text

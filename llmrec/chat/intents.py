@@ -1,14 +1,15 @@
-"""Understanding one chat message: what the user wants, and the titles, genres, decades and moods in it.
+"""The chat's fixed vocabulary: genre and mood words, decades and years, card positions, pronouns.
 
-Rules, not the LLM: intents in a recommender chat are few and their phrasings regular, and rules are
-fast, deterministic and testable. Titles are found by the catalogue matcher (``profile.resolve_title``)
-on the spans the rules pick out, so fuzzy spellings and years work; the engine asks when unsure.
+These are the exact parts of understanding — a closed list of genre names and the words people use for
+them, "the 90s", "the second one" — so they are rules: fast, deterministic and testable. Readers
+(``llmrec.chat.readers``) find the phrases; ``llmrec.chat.linking`` uses these functions to say what a
+phrase is. ``genres_in`` and ``decades_in`` also serve ``llmrec.profile.constraints_from_text`` (the
+CLI's ``--query``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 ORDINALS = {
     "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3,
@@ -18,79 +19,56 @@ ORDINALS = {
 
 # Moods and phrases -> genres they point to (MovieLens genre names).
 MOODS = {
-    "funny": ("Comedy",), "comedy": ("Comedy",), "laugh": ("Comedy",), "feel-good": ("Comedy", "Romance"),
-    "feel good": ("Comedy", "Romance"), "light": ("Comedy", "Animation"), "lighthearted": ("Comedy",),
+    "funny": ("Comedy",), "comedy": ("Comedy",), "comedies": ("Comedy",), "laugh": ("Comedy",),
+    "hilarious": ("Comedy",), "feel-good": ("Comedy", "Romance"), "feel good": ("Comedy", "Romance"),
+    "light": ("Comedy", "Animation"), "lighthearted": ("Comedy",), "light-hearted": ("Comedy",),
+    "rom-com": ("Comedy", "Romance"), "romcom": ("Comedy", "Romance"), "rom com": ("Comedy", "Romance"),
+    "romantic comedy": ("Comedy", "Romance"), "chick flick": ("Romance", "Comedy"),
     "scary": ("Horror",), "creepy": ("Horror", "Thriller"), "spooky": ("Horror",), "gory": ("Horror",),
-    "romantic": ("Romance",), "love story": ("Romance",), "exciting": ("Action", "Adventure"),
-    "action-packed": ("Action",), "thrilling": ("Thriller",), "suspense": ("Thriller", "Mystery"),
-    "mind-bending": ("Sci-Fi", "Mystery"), "mind bending": ("Sci-Fi", "Mystery"), "twisty": ("Mystery", "Thriller"),
-    "sad": ("Drama",), "emotional": ("Drama",), "serious": ("Drama",), "dark": ("Crime", "Thriller", "Film-Noir"),
-    "family": ("Children", "Animation"), "kids": ("Children", "Animation"), "animated": ("Animation",),
-    "cartoon": ("Animation",), "space": ("Sci-Fi",), "sci-fi": ("Sci-Fi",), "science fiction": ("Sci-Fi",),
-    "scifi": ("Sci-Fi",), "epic": ("Adventure", "War"), "musical": ("Musical",), "western": ("Western",),
-    "war": ("War",), "documentary": ("Documentary",), "crime": ("Crime",), "heist": ("Crime", "Action"),
-    "mystery": ("Mystery",), "fantasy": ("Fantasy",), "magic": ("Fantasy",), "adventure": ("Adventure",),
-    "horror": ("Horror",), "thriller": ("Thriller",), "drama": ("Drama",), "action": ("Action",),
-    "romance": ("Romance",), "noir": ("Film-Noir",), "animation": ("Animation",), "children": ("Children",),
+    "gore": ("Horror",), "slasher": ("Horror",), "frightening": ("Horror",), "terrifying": ("Horror",),
+    "romantic": ("Romance",), "love story": ("Romance",), "love stories": ("Romance",),
+    "exciting": ("Action", "Adventure"), "action-packed": ("Action",), "thrilling": ("Thriller",),
+    "suspense": ("Thriller", "Mystery"), "suspenseful": ("Thriller", "Mystery"),
+    "mind-bending": ("Sci-Fi", "Mystery"), "mind bending": ("Sci-Fi", "Mystery"),
+    "twisty": ("Mystery", "Thriller"), "sad": ("Drama",), "emotional": ("Drama",), "serious": ("Drama",),
+    "tearjerker": ("Drama",), "dark": ("Crime", "Thriller", "Film-Noir"), "family": ("Children", "Animation"),
+    "kids": ("Children", "Animation"), "children": ("Children",), "animated": ("Animation",),
+    "animation": ("Animation",), "cartoon": ("Animation",), "cartoons": ("Animation",), "anime": ("Animation",),
+    "space": ("Sci-Fi",), "sci-fi": ("Sci-Fi",), "sci fi": ("Sci-Fi",), "science fiction": ("Sci-Fi",),
+    "scifi": ("Sci-Fi",), "epic": ("Adventure", "War"), "musical": ("Musical",), "musicals": ("Musical",),
+    "western": ("Western",), "westerns": ("Western",), "war": ("War",), "documentary": ("Documentary",),
+    "documentaries": ("Documentary",), "docs": ("Documentary",), "crime": ("Crime",), "heist": ("Crime", "Action"),
+    "heists": ("Crime", "Action"), "gangster": ("Crime",), "mystery": ("Mystery",), "mysteries": ("Mystery",),
+    "whodunit": ("Mystery",), "fantasy": ("Fantasy",), "magic": ("Fantasy",), "adventure": ("Adventure",),
+    "adventures": ("Adventure",), "horror": ("Horror",), "thriller": ("Thriller",), "thrillers": ("Thriller",),
+    "drama": ("Drama",), "dramas": ("Drama",), "action": ("Action",), "romance": ("Romance",),
+    "romances": ("Romance",), "noir": ("Film-Noir",), "film noir": ("Film-Noir",), "film-noir": ("Film-Noir",),
 }  # fmt: skip
+GENRES = ("Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+          "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War",
+          "Western")  # fmt: skip
 VIOLENT_GENRES = ("Horror", "War", "Crime")
 
 _DECADE = re.compile(r"\b(?:(19|20)?(\d)0)'?s\b")
-_HASH_NUMBER = re.compile(r"(?:#|number\s+|no\.\s*)(\d{1,2})\b")
+_DECADE_WORDS = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
+                 "seventies": 1970, "eighties": 1980, "nineties": 1990}  # fmt: skip
+_AFTER = re.compile(r"\b(?:after|since|newer than|later than|from after|post)\s+((?:19|20)\d\d)\b")
+_BEFORE = re.compile(r"\b(?:before|older than|earlier than|pre|up to|until)\s+((?:19|20)\d\d)\b")
+_HASH_NUMBER = re.compile(r"(?:#|\bnumber\s+|\bno\.\s*)(\d{1,2})\b")
 _ORDINAL_WORDS = "|".join(sorted(ORDINALS, key=len, reverse=True))
-_ORDINAL = re.compile(rf"\b({_ORDINAL_WORDS})\b(?:\s+(?:one|movie|film|pick))?")
-_QUOTED = re.compile(r"[\"“”']([^\"“”']{2,120})[\"“”']")
-_NEGATED = re.compile(r"\b(?:no|not|nothing|without|avoid|hate|don't like|dont like|no more)\s+([\w\s-]{2,40})")
-
-
-@dataclass(frozen=True)
-class Intent:
-    kind: str  # see classify()
-    text: str
-    titles: tuple[str, ...] = ()  # raw title spans, resolved by the engine
-    ordinals: tuple[int, ...] = ()  # 1-based positions in the last list shown; -1 = last
-    genres: tuple[str, ...] = ()
-    avoid_genres: tuple[str, ...] = ()
-    decades: tuple[int, ...] = ()
-    refine: str = ""  # newer | older | shorter | less-violent | lighter | darker | more-like | different
-
-
-_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (kind, re.compile(pattern, re.IGNORECASE))
-    for kind, pattern in (
-        ("quit", r"^\s*(?:quit|exit|bye|goodbye)\s*[.!]?\s*$"),
-        ("forget", r"\bforget (?:me|about me|everything)\b|\bdelete (?:my|all my) (?:data|profile|history)\b"),
-        ("restart", r"^\s*(?:start over|restart|reset|start again|new start)\b"),
-        ("skip", r"^\s*(?:skip|pass|no idea|don'?t know|dunno|not sure|next question|whatever|any)\s*[.!]?\s*$"),
-        ("why_not", r"\bwhy (?:not|didn'?t you (?:recommend|suggest|pick)|no)\b"),
-        ("why", r"\bwhy\b|\bexplain\b|\bhow come\b|\breason\b"),
-        ("seen", r"\b(?:seen|watched|saw) (?:it|that|this|them|those|already)\b|\balready (?:seen|watched|saw)\b"),
-        ("dislike", r"\b(?:dislike[ds]?|hated?|(?:didn'?t|did not|don'?t|do not|does not|doesn'?t) (?:like|enjoy|love)|"
-                    r"not for me|not interested|not a fan|boring|awful|terrible)\b"),
-        ("refine", r"\b(?:newer|older|more recent|shorter|less (?:violent|scary|dark|gory)|lighter|darker|"
-                   r"funnier|more like|similar to|something (?:else|different)|different)\b"),
-        ("like", r"\b(?:like|liked|love|loved|adore|enjoy(?:ed)?|favou?rites?|great|fantastic|amazing)\b"),
-        ("recommend", r"\b(?:recommend|suggest|what (?:should|can|could) i watch|show me|give me|more|another|"
-                      r"ideas?|options?|anything|go|ready|let'?s see)\b"),
-        ("help", r"^\s*(?:help|\?|what can you do|how does this work)\s*\??\s*$"),
-    )
-)  # fmt: skip
-
-
-def _refine_kind(lower: str) -> str:
-    for key, words in (
-        ("less-violent", ("less violent", "less gory", "less scary", "nothing violent", "not violent", "gentler")),
-        ("newer", ("newer", "more recent", "recent")),
-        ("older", ("older", "classic")),
-        ("shorter", ("shorter", "short")),
-        ("lighter", ("lighter", "funnier", "less dark", "happier")),
-        ("darker", ("darker", "more serious")),
-        ("more-like", ("more like", "similar to", "like the")),
-        ("different", ("something else", "something different", "different")),
-    ):
-        if any(w in lower for w in words):
-            return key
-    return ""
+_ORDINAL = re.compile(rf"\b({_ORDINAL_WORDS})\b(?:\s+(?:one|movie|film|pick|title))?")
+_POSITION = re.compile(rf"(?:the\s+|that\s+|this\s+)?({_ORDINAL_WORDS})"
+                       r"(?:\s+(?:one|movie|film|pick|title|suggestion))?")
+_NEGATED = re.compile(r"\b(?:no|not|nothing|without|avoid|hate|hated|don't like|dont like|do not like|no more|"
+                      r"not a fan of|can't stand|cannot stand|skip the|none of the|never)"
+                      r"\s+([\w\s-]{2,40})")  # fmt: skip
+_FILLER = frozenset(
+    """a an the some something anything any good great really very too so more less kind of sort type movie movies
+    film films flick flicks one ones stuff thing things genre please that this with and or also like i'm in mood
+    for nothing no not without avoid maybe bit little lot fun""".split()
+)
+_PRONOUNS = frozenset(("it", "that", "this", "that one", "this one", "the movie", "that movie", "this movie",
+                       "the film", "that film", "this film", "them", "those", "both", "both of them"))  # fmt: skip
 
 
 def genres_in(lower: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -106,93 +84,77 @@ def genres_in(lower: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(g for g in wanted if g not in avoided), tuple(avoided)
 
 
+def mood_words(lower: str) -> list[str]:
+    """The genre and mood words of ``lower`` as written, longest first where they overlap, in text order."""
+    found: list[tuple[int, int]] = []
+    for word in sorted(MOODS, key=len, reverse=True):
+        for m in re.finditer(rf"\b{re.escape(word)}\b", lower):
+            if not any(a < m.end() and m.start() < b for a, b in found):
+                found.append((m.start(), m.end()))
+    return [lower[a:b] for a, b in sorted(found)]
+
+
+def genre_of(phrase: str) -> tuple[tuple[str, ...], str]:
+    """The genres a phrase names and what is left of it: ``"slow sci-fi"`` -> ``(("Sci-Fi",), "slow")``,
+    ``"horror movies"`` -> ``(("Horror",), "")``; no genre -> ``((), phrase)``."""
+    lower = " ".join(phrase.lower().replace("’", "'").split())
+    words = mood_words(lower)
+    if not words:
+        return (), phrase.strip()
+    genres = tuple(dict.fromkeys(g for w in words for g in MOODS[w]))
+    rest = lower
+    for w in words:
+        rest = re.sub(rf"\b{re.escape(w)}\b", " ", rest, count=1)
+    left = [w for w in re.findall(r"[\w'-]+", rest) if w not in _FILLER]
+    return genres, " ".join(left)
+
+
 def decades_in(lower: str) -> tuple[int, ...]:
-    """Decades named in lower-cased text: "90s", "the 1980s", "2000s"."""
+    """Decades named in lower-cased text: "90s", "the 1980s", "2000s", "the eighties"."""
     out = []
     for century, digit in _DECADE.findall(lower):
         century = century or ("20" if digit in "012" else "19")
         out.append(int(f"{century}{digit}0"))
+    out += [year for word, year in _DECADE_WORDS.items() if re.search(rf"\b{word}\b", lower)]
     return tuple(out)
 
 
-def _ordinals(lower: str) -> tuple[int, ...]:
+def years_in(lower: str) -> tuple[int | None, int | None]:
+    """The year range a text asks for: decades ("90s" -> 1990-1999), "after 2000", "before 1980"."""
+    decades = decades_in(lower)
+    lo = min(decades) if decades else None
+    hi = max(decades) + 9 if decades else None
+    if m := _AFTER.search(lower):
+        lo, hi = int(m.group(1)) + 1, None if hi is not None and hi < int(m.group(1)) else hi
+    if m := _BEFORE.search(lower):
+        hi = int(m.group(1)) - 1
+        lo = None if lo is not None and lo > hi else lo
+    return lo, hi
+
+
+def card_position(phrase: str) -> int | None:
+    """The card a phrase points at: "the second one", "#2", "number 3", "the last one" (-1); else None."""
+    lower = " ".join(phrase.lower().split())
+    if m := _HASH_NUMBER.search(lower):
+        return int(m.group(1))
+    if m := _POSITION.fullmatch(lower):
+        return ORDINALS[m.group(1)]
+    return None
+
+
+def ordinals_in(lower: str) -> tuple[int, ...]:
+    """Every card position named anywhere in lower-cased text, in order."""
     found = [int(n) for n in _HASH_NUMBER.findall(lower)]
     found += [ORDINALS[m] for m in _ORDINAL.findall(lower)]
     return tuple(dict.fromkeys(found))
 
 
-_TITLE_AFTER = re.compile(
-    r"\b(?:liked|like|love|loved|adore|enjoyed|enjoy|hated|hate|dislike|seen|watched|saw|about|recommend|"
-    r"suggest|why not|why|more like|similar to|than)\s+(.+)$",
-    re.IGNORECASE,
-)
-_TRAILING = re.compile(r"\s*(?:[?.!]+|\b(?:too|a lot|very much|so much|please|instead|then)\b)\s*$", re.IGNORECASE)
+def is_pronoun(phrase: str) -> bool:
+    """Whether a phrase is "it", "that one", "the movie"... (the film in focus)."""
+    return " ".join(phrase.lower().split()).strip(" .!?") in _PRONOUNS
 
 
-def title_spans(text: str) -> tuple[str, ...]:
-    """Phrases that may be titles: quoted text, or what follows a verb like 'loved' split on 'and'/commas."""
-    quoted = tuple(q.strip() for q in _QUOTED.findall(text))
-    if quoted:
-        return quoted
-    match = _TITLE_AFTER.search(text)
-    if not match:
-        return ()
-    tail = match.group(1)
-    tail = re.sub(r"^(?:you\s+(?:recommend|suggest)(?:ed)?\s+|did you (?:recommend|suggest)\s+|the movie\s+|it\b)",
-                  "", tail.strip(), flags=re.IGNORECASE)  # fmt: skip
-    while True:
-        trimmed = _TRAILING.sub("", tail)
-        if trimmed == tail:
-            break
-        tail = trimmed
-    parts = re.split(r"\s*(?:,|;|\band\b|\bor\b|&)\s*", tail)
-    return tuple(p for p in (_clean_span(part) for part in parts) if p)
-
-
-_FILLER = frozenset("me us something anything it that this them those one ones movie movies film films some more "
-                    "stuff things".split())  # fmt: skip
-
-
-def _clean_span(span: str) -> str:
-    """A span that could be a title, or '' for fillers, ordinals, genre and mood phrases."""
-    span = re.sub(r"^(?:me|us|to watch|watching|to see|seeing)\s+", "", span.strip(" '\""), flags=re.IGNORECASE)
-    lower = span.lower()
-    words = re.findall(r"[\w'-]+", lower)
-    if len(span) < 2 or not words or all(w in _FILLER for w in words):
-        return ""
-    if _HASH_NUMBER.search(lower) or re.fullmatch(rf"(?:the\s+)?{_ORDINAL.pattern}", lower):
-        return ""
-    if _NEGATED.match(lower) or all(w in _FILLER or w in MOODS or w in ("nothing", "no", "not") for w in words):
-        return ""
-    if any(f" {m} " in f" {lower} " for m in MOODS if " " in m or "-" in m) and all(
-        w in _FILLER or any(w in m for m in MOODS) for w in words
-    ):
-        return ""
-    return span
-
-
-def classify(text: str) -> Intent:
-    """The intent of one message (``other`` when nothing matches)."""
-    lower = " ".join(text.lower().split())
-    kind = "other"
-    for name, pattern in _PATTERNS:
-        if pattern.search(lower):
-            kind = name
-            break
-    genres, avoid = genres_in(lower)
-    titles = () if kind in ("quit", "forget", "restart", "skip", "help") else title_spans(text)
-    if kind in ("like", "other") and not titles and (genres or avoid or decades_in(lower)):
-        kind = "preference"
-    refine = _refine_kind(lower) if kind in ("refine", "dislike", "other", "preference") else ""
-    if refine and kind in ("other", "preference"):
-        kind = "refine"
-    return Intent(
-        kind=kind,
-        text=text,
-        titles=titles,
-        ordinals=_ordinals(lower),
-        genres=genres,
-        avoid_genres=avoid,
-        decades=decades_in(lower),
-        refine=refine,
-    )
+def filler_only(phrase: str) -> bool:
+    """Whether a phrase is only everyday filler ("something", "that kind of movies")."""
+    words = re.findall(r"[\w'-]+", phrase.lower())
+    return not words or all(w in _FILLER for w in words)
