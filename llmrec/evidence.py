@@ -2,7 +2,8 @@
 
 For each recommended item: the genres, keywords and tags it shares with the user's liked items, the
 liked items most similar to it, the stated preferences it matches, the collaborative signal its
-retriever recorded, and every stage's score.
+retriever recorded in plain words ("people who liked The Matrix also liked it"), and every stage's
+score (kept for a details view, never put into a sentence).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from llmrec.profile import split_title_year
 from llmrec.types import Candidate, Evidence, Item, UserProfile
 
 MAX_SHARED = 3
@@ -98,6 +100,9 @@ def collect_evidence(
     prior = candidate.evidence
     # Retrievers may record liked items by id; evidence speaks in titles.
     similar = tuple(items[s].display_title if s in items else s for s in prior.similar_liked)
+    # A liked film the collaborative line names ("people who liked The Matrix also liked it") is kept first.
+    line = f" {(prior.collaborative or '').lower()} "
+    similar = tuple(sorted(similar, key=lambda t: f" {split_title_year(t)[0].lower()} " not in line))
     similar = similar or _similar(item, liked)
     return dataclasses.replace(
         prior,
@@ -111,7 +116,8 @@ def collect_evidence(
 
 
 def evidence_lines(item: Item, evidence: Evidence) -> list[str]:
-    """The evidence as short ``label: value`` lines (what the explainer prompt and the CLI show)."""
+    """The evidence as short lines in plain words (what the explainer prompt, the CLI and "why?" show);
+    scores and model names are not among them (they stay in ``stage_scores``)."""
     lines = [f"genres: {', '.join(item.genres)}" if item.genres else ""]
     pairs = (
         ("similar to items the user liked", evidence.similar_liked),
@@ -122,5 +128,5 @@ def evidence_lines(item: Item, evidence: Evidence) -> list[str]:
     )
     lines += [f"{label}: {', '.join(values)}" for label, values in pairs if values]
     if evidence.collaborative:
-        lines.append(f"collaborative signal: {evidence.collaborative}")
+        lines += [line for line in evidence.collaborative.split("; ") if line]
     return [line for line in lines if line]

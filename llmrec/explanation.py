@@ -146,7 +146,9 @@ def names_evidence(text: str, item: Item, evidence: Evidence) -> bool:
 
 
 def template_explanation(item: Item, evidence: Evidence, kind: str = "movie") -> str:
-    """One or two sentences built only from the evidence."""
+    """One or two sentences built only from the evidence, in plain words: films, genres, themes and what the
+    person asked for ("You liked Toy Story (1995); it shares Animation with movies you enjoyed. People who
+    liked Toy Story also liked it."), never model names or scores."""
     parts = []
     if evidence.similar_liked:
         parts.append(f"You liked {' and '.join(evidence.similar_liked)}")
@@ -166,9 +168,8 @@ def template_explanation(item: Item, evidence: Evidence, kind: str = "movie") ->
     if evidence.collaborative:
         signal = evidence.collaborative[:1].upper() + evidence.collaborative[1:]
         sentence = f"{sentence}. {signal}" if sentence else signal
-    if not sentence:
-        sources = {name for name, _ in evidence.stage_scores} or {"retrieval"}
-        sentence = f"It ranked highly for your profile ({', '.join(sorted(sources))} scores)"
+    if not sentence:  # no film, attribute or request to point to: say so plainly, never a model name or score
+        sentence = f"It is a close match for the {kind}s in your profile"
     return sentence.rstrip(".") + "."
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fixtures_catalog import ITEMS, PROFILE, candidates
-from llmrec.evidence import collect_evidence, liked_items
+from llmrec.evidence import collect_evidence, evidence_lines, liked_items
 from llmrec.explanation import LLMExplainer, TemplateExplainer, Vocabulary, unsupported_claims
 from llmrec.llm.base import FakeLLM
 from llmrec.safety import fence, sanitize_output
@@ -180,3 +180,67 @@ def test_a_sentence_that_only_restates_the_collaborative_line_is_not_kept():
     assert explainer.check("Like Toy Story, it is animation for all ages.", item, rich)[1] == []
     only_collaborative = Evidence(collaborative="people whose histories overlap yours chose it too")
     assert explainer.check(stock, item, only_collaborative)[1] == []  # nothing more to say
+
+
+# -- reasons in plain words (issue 14) ---------------------------------------------------------
+_JARGON = ("ease", "cf", "rrf", "score", "collaborative", "model", "retriev", "histories overlap")
+
+
+def _no_jargon(text: str) -> bool:
+    words = set(text.lower().replace(".", " ").replace(",", " ").replace(";", " ").split())
+    return not any(j in words or (len(j) > 4 and j in text.lower()) for j in _JARGON)
+
+
+def test_template_sentences_speak_of_films_never_of_models_or_scores():
+    cf = Candidate("3", 0.7, ("cf",), Evidence(similar_liked=("1",), collaborative="people who liked Toy Story also "
+                   "liked it", stage_scores=(("cf", 0.0401),)))  # fmt: skip
+    rec = TemplateExplainer(ITEMS).explain(PROFILE, [cf])[0]
+    assert "People who liked Toy Story also liked it." in rec.explanation
+    assert _no_jargon(rec.explanation) and "0.04" not in rec.explanation
+    assert rec.evidence.stage_scores == (("cf", 0.0401),)  # the score stays recorded for a details view
+    assert unsupported_claims(rec.explanation, rec.item, rec.evidence, Vocabulary.from_items(ITEMS)) == []
+
+
+def test_an_item_with_no_evidence_gets_a_plain_sentence_not_score_names():
+    bare = Candidate("6", 1.0, ("text", "cf"), Evidence(stage_scores=(("text", 0.569), ("cf", 0.04), ("rrf", 0.018))))
+    rec = TemplateExplainer(ITEMS).explain(PROFILE.__class__(), [bare])[0]
+    assert rec.explanation == "It is a close match for the movies in your profile."
+    assert _no_jargon(rec.explanation)
+
+
+def test_fused_evidence_keeps_both_plain_lines_and_the_check_holds():
+    from llmrec.retrieval.fusion import HybridRetriever
+
+    class One:
+        def __init__(self, name: str, line: str, liked: str) -> None:
+            self.name, self.line, self.liked = name, line, liked
+
+        def retrieve(self, profile, k):
+            return [Candidate("3", 1.0, (self.name,), Evidence(similar_liked=(self.liked,), collaborative=self.line,
+                                                               stage_scores=((self.name, 0.5),)))]  # fmt: skip
+
+    fused = HybridRetriever([One("cf", "people who liked Toy Story also liked it", "1"),
+                             One("dialogue", "in conversations, people who talked about Monsters, Inc. were often "
+                                 "recommended it", "2")]).retrieve(PROFILE.__class__(), 1)  # fmt: skip
+    rec = TemplateExplainer(ITEMS).explain(PROFILE, fused)[0]
+    assert "People who liked Toy Story also liked it; in conversations, people who talked about Monsters, Inc." in (
+        rec.explanation)  # fmt: skip
+    assert _no_jargon(rec.explanation)
+    assert unsupported_claims(rec.explanation, rec.item, rec.evidence, Vocabulary.from_items(ITEMS)) == []
+    lines = evidence_lines(rec.item, rec.evidence)
+    assert "people who liked Toy Story also liked it" in lines and not any("signal" in x for x in lines)
+
+
+def test_an_llm_sentence_naming_the_collaborative_film_is_kept_and_an_invented_one_is_not():
+    evidence = Evidence(similar_liked=("Toy Story (1995)",), shared_genres=("Animation",),
+                        collaborative="people who liked Toy Story also liked it")  # fmt: skip
+    explainer = LLMExplainer(FakeLLM(), ITEMS)
+    assert explainer.check("People who loved Toy Story also loved this Animation gem.", ITEMS["3"], evidence)[1] == []
+    assert explainer.check("People who loved The Matrix also loved this.", ITEMS["3"], evidence)[1]
+
+
+def test_the_liked_film_the_collaborative_line_names_is_kept_among_similar_liked():
+    cand = Candidate("3", 1.0, ("text", "cf"), Evidence(similar_liked=("2", "4", "1"),
+                                                        collaborative="people who liked Toy Story also liked it"))
+    ev = collect_evidence(PROFILE, cand, ITEMS)
+    assert ev.similar_liked[0] == "Toy Story (1995)" and len(ev.similar_liked) == 2

@@ -275,7 +275,12 @@ def test_collaborative_retriever_maps_ids_and_masks_history(ds, seq):
     users, histories = scorer.calls[-1]
     assert users == [seq.user_index["u1"]]
     assert [seq.item_ids[d] for d in histories[0]] == ["1", "3", "4", "11"]
-    assert known and known[0].evidence.collaborative.endswith("(co-occurrence, from 4 items)")
+    # Toy Story 2's fans are u4 and u8; u1's liked films Monsters, Inc. (fans u1, u8), Finding Nemo (u1, u8) and
+    # Toy Story (u1, u4) each share one fan with it (cosine 0.5): the most recent liked one is named.
+    assert known[0].item_id == "2" and known[0].evidence.similar_liked == ("4",)
+    assert known[0].evidence.collaborative == "people who liked Monsters, Inc. also liked it"
+    assert all("co-occurrence" not in (c.evidence.collaborative or "") for c in known)  # no model names
+    assert known[0].evidence.stage_scores[0][0] == "cf"  # the score stays recorded
     newcomer = cf.retrieve(likes_profile(["Toy Story (1995)"], ds.items), 3)
     assert scorer.calls[-1][0] == [-1] and scorer.calls[-1][1] == [[seq.item_index["1"]]]
     assert newcomer and "1" not in {c.item_id for c in newcomer}

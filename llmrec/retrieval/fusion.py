@@ -3,7 +3,9 @@
 ``rrf`` (default): reciprocal-rank fusion, ``sum_r w_r / (rrf_k + rank_r)``; robust because it
 ignores the retrievers' incomparable score scales. ``weighted``: each list's scores min-max scaled
 to [0, 1], then a weighted sum (an item missing from a list gets 0 there). Each retriever is asked
-for a deeper pool than ``k`` so that fusion has something to reorder.
+for a deeper pool than ``k`` so that fusion has something to reorder. An item found by several
+retrievers keeps every one's evidence: their plain-words lines ("people who liked X also liked it",
+"in conversations, ...") are joined with "; ".
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import replace
 
 from llmrec.errors import ConfigError
 from llmrec.retrieval import Retriever, merge_evidence, top_candidates
-from llmrec.types import Candidate, UserProfile
+from llmrec.types import Candidate, Evidence, UserProfile
 
 METHODS = ("rrf", "weighted")
 
@@ -53,7 +55,7 @@ class HybridRetriever:
                 prev = merged.get(cand.item_id)
                 merged[cand.item_id] = cand if prev is None else replace(
                     prev, sources=tuple(dict.fromkeys(prev.sources + cand.sources)),
-                    evidence=merge_evidence(prev.evidence, cand.evidence))  # fmt: skip
+                    evidence=_merged(prev.evidence, cand.evidence))  # fmt: skip
         out = []
         for item_id, score in top_candidates(fused, k, banned=profile.seen):
             cand = merged[item_id]
@@ -69,3 +71,9 @@ class HybridRetriever:
         scores = [c.score for c in candidates]
         low, high = min(scores), max(scores)
         return [1.0 if high == low else (s - low) / (high - low) for s in scores]
+
+
+def _merged(a: Evidence, b: Evidence) -> Evidence:
+    """Both retrievers' evidence; both collaborative lines kept (``merge_evidence`` keeps the first only)."""
+    lines = [line for e in (a, b) for line in (e.collaborative or "").split("; ") if line]
+    return replace(merge_evidence(a, b), collaborative="; ".join(dict.fromkeys(lines)) or None)
