@@ -4,6 +4,9 @@ Implementers write one method, ``_embed_batch(texts) -> array``; ``BaseEmbedder.
 cleaning (invalid surrogates, control characters, empty text, overlong text), batching, progress and
 output checks (shape, finite values, unit length). ``sentence_transformers`` (and so torch) is
 imported only when a real model first embeds something.
+
+``fingerprint()`` names exactly what computes the vectors (the model files' sha256, or the fake's
+settings): vectors made ahead of time (``llmrec.index.precomputed``) are used only when it matches.
 """
 
 from __future__ import annotations
@@ -113,6 +116,10 @@ class HashingEmbedder(BaseEmbedder):
     def dim(self) -> int:
         return self._dim
 
+    def fingerprint(self) -> str:
+        """The fake's settings and algorithm version: equal fingerprints give equal vectors."""
+        return hashlib.sha256(f"hashing-embedder/1/{self._dim}/{self.ngrams}".encode()).hexdigest()
+
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         for row, text in enumerate(texts):
@@ -137,6 +144,13 @@ class SentenceTransformerEmbedder(BaseEmbedder):
         self.device = device
         self.batch_size = batch_size
         self._model = None
+        self._fingerprint: str | None = None
+
+    def fingerprint(self) -> str:
+        """sha256 over the files that decide the vectors (weights, tokenizer, module configs); hashed once."""
+        if self._fingerprint is None:
+            self._fingerprint = model_files_fingerprint(self.path)
+        return self._fingerprint
 
     def _load(self):
         if self._model is None:
@@ -164,6 +178,31 @@ class SentenceTransformerEmbedder(BaseEmbedder):
         model = self._load()
         return model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
                             show_progress_bar=False)  # fmt: skip
+
+
+# What decides a sentence-transformers folder's vectors; README, training notes and the like do not count.
+_DECIDING_FILES = ("modules.json", "sentence_bert_config.json", "config.json", "tokenizer.json",
+                   "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")  # fmt: skip
+
+
+def model_files_fingerprint(path: str | Path) -> str:
+    """sha256 over (relative path, sha256) of a model folder's deciding files: weights, tokenizer and the
+    config of every module that ``modules.json`` lists. A missing folder raises ModelError."""
+    import json
+
+    from llmrec.fileutil import sha256_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"no model folder at {path}; run `llmrec models prepare`")
+    names = set(_DECIDING_FILES) | {p.name for p in path.glob("*.safetensors")}
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        names |= {f"{m['path']}/config.json" for m in modules if m.get("path")}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    listing = [(name, sha256_file(path / name)) for name in sorted(names) if (path / name).is_file()]
+    return hashlib.sha256(json.dumps(listing).encode("utf-8")).hexdigest()
 
 
 def _dim_from_folder(path: Path) -> int | None:

@@ -1,9 +1,12 @@
 """Build and refresh a vector store from a catalogue, embedding only what changed.
 
 Every stored item carries ``hash`` = sha256(item text + template ref + embedder name). A re-run
-embeds new and changed items, deletes items that left the catalogue, and skips the rest. Upserts
-go in batches, so a run that is killed half-way resumes where it stopped. Writes happen under the
-index's writer lock (one writer per embedded store; readers take no lock).
+embeds new and changed items, deletes items that left the catalogue, and skips the rest. Vectors made
+ahead of time for the same hash (``llmrec.index.precomputed``: the package ships them for the default
+data set) are copied instead of computed. Texts are embedded shortest first, so a batch holds texts of
+similar length (less padding). Upserts go in batches, so a run that is killed half-way resumes where it
+stopped. Writes happen under the index's writer lock (one writer per embedded store; a second one waits
+for the first and can be told about the wait; readers take no lock).
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from llmrec.embedding import Embedder
 from llmrec.errors import DataError
 from llmrec.index.base import Scalar, StoreSpec, VectorIndex, genre_key
+from llmrec.index.lock import OnWait
+from llmrec.index.precomputed import VectorSource
 from llmrec.paths import resolve_cache_dir
 from llmrec.progress import progress_bar
 from llmrec.prompts import load_prompt
@@ -43,6 +50,7 @@ class IndexReport:
     total: int
     seconds: float = 0.0
     location: str = ""
+    precomputed: int = 0  # of ``embedded``, items whose vectors were copied from precomputed vectors
 
 
 def template_ref() -> str:
@@ -86,8 +94,14 @@ def build_index(
     index: VectorIndex,
     batch_size: int = DEFAULT_BATCH,
     rebuild: bool = False,
+    precomputed: VectorSource | None = None,
+    wait: float | None = None,
+    on_wait: OnWait | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> IndexReport:
-    """Bring ``index`` in line with the catalogue; see the module docstring."""
+    """Bring ``index`` in line with the catalogue; see the module docstring. ``wait``/``on_wait``: how long to
+    wait for another writer (None: as long as it takes) and whom to tell about it; ``on_progress(done, total)``
+    hears about every batch written."""
     items: Mapping[str, Item] = dataset if isinstance(dataset, Mapping) else dataset.items
     name = "catalogue" if isinstance(dataset, Mapping) else dataset.name
     if not items:
@@ -98,7 +112,7 @@ def build_index(
 
     started = time.perf_counter()
     template = load_prompt("item_text")
-    with index.writing():
+    with index.writing(wait=wait, on_wait=on_wait) as lock:
         if rebuild:
             index.clear()
         texts = {item_id: item_text(item, template) for item_id, item in items.items()}
@@ -109,18 +123,35 @@ def build_index(
         if removed:
             log.info("deleting %d items that left the catalogue from %s", len(removed), index.location)
             index.delete(removed)
-        todo = [i for i in items if stored.get(i, {}).get("hash") != hashes[i]]
-        log.info("%s: %d items to embed, %d unchanged", index.location, len(todo), len(items) - len(todo))
+        todo = sorted((i for i in items if stored.get(i, {}).get("hash") != hashes[i]), key=lambda i: len(texts[i]))
+        known = precomputed.lookup([hashes[i] for i in todo]) if precomputed is not None and todo else {}
+        copied = [i for i in todo if hashes[i] in known]
+        log.info("%s: %d items to embed, %d from precomputed vectors, %d unchanged", index.location,
+                 len(todo) - len(copied), len(copied), len(items) - len(todo))  # fmt: skip
+        done = 0
         with progress_bar(f"indexing {name}", total=len(todo), unit="item") as bar:
-            for s in range(0, len(todo), batch_size):
-                batch = todo[s : s + batch_size]
-                vectors = embedder.embed([texts[i] for i in batch])
-                index.upsert(batch, vectors, [texts[i] for i in batch],
-                             [item_metadata(items[i], hashes[i]) for i in batch])  # fmt: skip
-                bar.update(len(batch))
+            for part, compute in ((copied, False), ([i for i in todo if hashes[i] not in known], True)):
+                for s in range(0, len(part), batch_size):
+                    batch = part[s : s + batch_size]
+                    docs = [texts[i] for i in batch]
+                    vectors = embedder.embed(docs) if compute else np.stack([known[hashes[i]] for i in batch])
+                    index.upsert(batch, vectors, docs, [item_metadata(items[i], hashes[i]) for i in batch])
+                    done += len(batch)
+                    bar.update(len(batch))
+                    if lock is not None:
+                        lock.progress(done, len(todo))
+                    if on_progress is not None:
+                        on_progress(done, len(todo))
         total = index.count()
     return IndexReport(embedded=len(todo), unchanged=len(items) - len(todo), deleted=len(removed), total=total,
-                       seconds=time.perf_counter() - started, location=index.location)  # fmt: skip
+                       seconds=time.perf_counter() - started, location=index.location,
+                       precomputed=len(copied))  # fmt: skip
+
+
+def store_folder(dataset: str, embedder_name: str, cache_dir: str | Path | None = None,
+                 store: str | Path | None = None) -> Path:  # fmt: skip
+    """The folder of the embedded store ``open_store`` opens for these arguments (without a server)."""
+    return Path(store) if store is not None else default_store_path(cache_dir, dataset, embedder_name)
 
 
 def open_store(
@@ -132,8 +163,12 @@ def open_store(
     rebuild: bool = False,
     create: bool = True,
     timeout: float = 10.0,
+    wait: float | None = None,
+    on_wait: OnWait | None = None,
 ) -> VectorIndex:
-    """The Chroma store for ``dataset`` and ``embedder``: ``store`` folder, a server, or the default folder."""
+    """The Chroma store for ``dataset`` and ``embedder``: ``store`` folder, a server, or the default folder.
+    A folder another process is writing is opened once it has finished (``wait``/``on_wait``: see
+    ``open_chroma_index``)."""
     from llmrec.errors import ConfigError
     from llmrec.index.chroma import open_chroma_index
 
@@ -143,5 +178,5 @@ def open_store(
     if chroma_url is not None:
         name = f"llmrec-{_slug(Path(dataset).name)}-{_slug(embedder.name)}"
         return open_chroma_index(spec, url=chroma_url, collection=name, create=create, rebuild=rebuild, timeout=timeout)
-    path = Path(store) if store is not None else default_store_path(cache_dir, dataset, embedder.name)
-    return open_chroma_index(spec, path=path, create=create, rebuild=rebuild)
+    path = store_folder(dataset, embedder.name, cache_dir, store)
+    return open_chroma_index(spec, path=path, create=create, rebuild=rebuild, wait=wait, on_wait=on_wait)

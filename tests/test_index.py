@@ -15,6 +15,7 @@ from llmrec.errors import IndexStoreError, NetworkError
 from llmrec.index import Filter, Hit, MemoryIndex, StoreSpec, VectorIndex, genre_key, open_chroma_index
 from llmrec.index.base import exclusive_lock
 from llmrec.index.chroma import LOCK_NAME, chroma_where, collection_name
+from llmrec.index.lock import StoreBusy, StoreBusyError, read_state
 
 DIM = 8
 SPEC = StoreSpec("test-embedder", DIM, "item_text@1")
@@ -217,26 +218,77 @@ def test_second_writer_is_refused_with_the_holder_pid(tmp_path):
         pass
 
 
-def test_lock_is_held_across_processes(tmp_path):
+def _hold_lock(lock: Path, seconds: float):
+    """A process holding ``lock`` the way a writer does (bare pid, the old format) for ``seconds``."""
     import subprocess
     import sys
 
-    lock = tmp_path / LOCK_NAME
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl,os,sys,time; fd=os.open(sys.argv[1], os.O_RDWR|os.O_CREAT); "
          "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); print('held', flush=True); "
-         "time.sleep(30)", str(lock)],
+         "time.sleep(float(sys.argv[2]))", str(lock), str(seconds)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_lock_is_held_across_processes_and_dies_with_its_holder(tmp_path):
+    lock = tmp_path / LOCK_NAME
+    holder = _hold_lock(lock, 30)
     try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(IndexStoreError, match=rf"pid {holder.pid}"), exclusive_lock(lock, "store X"):
+        with pytest.raises(StoreBusyError, match=rf"pid {holder.pid}.*wait for it") as caught, exclusive_lock(
+            lock, "X", wait=0
+        ):
             pass
+        assert caught.value.busy.pid == holder.pid and isinstance(caught.value, IndexStoreError)
     finally:
         holder.kill()
         holder.wait()
-    with exclusive_lock(lock, "store X"):  # the lock dies with its holder
+    with exclusive_lock(lock, "X", wait=0):  # the lock dies with its holder
         pass
+
+
+def test_a_second_writer_waits_for_the_first_and_hears_about_it(tmp_path):
+    lock = tmp_path / LOCK_NAME
+    holder = _hold_lock(lock, 1.5)
+    heard: list[StoreBusy] = []
+    started = time.monotonic()
+    try:
+        with exclusive_lock(lock, "X", on_wait=heard.append, poll=0.1) as writer:
+            waited = time.monotonic() - started
+            writer.progress(3, 10)
+            assert read_state(lock).pid == os.getpid() and read_state(lock).done == 3
+    finally:
+        holder.kill()
+        holder.wait()
+    assert 0.5 < waited < 20
+    assert heard and all(b.pid == holder.pid for b in heard) and heard[-1].waited_s >= heard[0].waited_s
+    assert "being written by another process" in heard[0].message()
+    # nested in one thread: refused at once, never a wait on itself
+    with exclusive_lock(lock, "X"), pytest.raises(StoreBusyError, match="this thread already holds"), exclusive_lock(
+        lock, "X"
+    ):
+        pass
+
+
+def test_zero_byte_sqlite_is_reported_not_silently_rebuilt(tmp_path, data):
+    """Issue 17: Chroma would make a fresh database in the empty file and orphan the old segment folder."""
+    ids, vectors, docs, meta = data
+    folder = tmp_path / "store"
+    with (idx := open_chroma_index(SPEC, path=folder)).writing():
+        idx.upsert(ids, vectors, docs, meta)
+    segments = [p.name for p in folder.iterdir() if p.is_dir()]
+    assert segments
+    (folder / "chroma.sqlite3").write_bytes(b"")
+    for _ in range(2):
+        with pytest.raises(IndexStoreError, match=rf"store {folder} is corrupted: its chroma.sqlite3 is empty "
+                                                  r"\(0 bytes\); it was left as it is: rebuild it with --rebuild"):
+            open_chroma_index(SPEC, path=folder)
+    assert (folder / "chroma.sqlite3").stat().st_size == 0
+    assert [p.name for p in folder.iterdir() if p.is_dir()] == segments  # left alone
+    rebuilt = open_chroma_index(SPEC, path=folder, rebuild=True)
+    assert rebuilt.count() == 0 and not (set(segments) & {p.name for p in folder.iterdir()})  # nothing orphaned
 
 
 # -- client mode failures -----------------------------------------------------------------------
@@ -294,7 +346,8 @@ def test_index_modules_do_not_import_chromadb_until_used():
     import subprocess
     import sys
 
-    code = "import sys, llmrec.index, llmrec.recommend; print('chromadb' in sys.modules, 'torch' in sys.modules)"
+    code = ("import sys, llmrec.index, llmrec.indexing, llmrec.pipeline.stores, llmrec.index.precomputed; "
+            "print('chromadb' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd())
     assert out.stdout.split() == ["False", "False"]
 
@@ -304,3 +357,54 @@ def test_a_leftover_lock_file_alone_does_not_block_a_new_store(tmp_path):
     folder.mkdir()
     (folder / LOCK_NAME).write_text("")
     assert open_chroma_index(SPEC, path=folder).count() == 0
+
+
+_WRITER = """
+import sys, numpy as np
+from llmrec.index import StoreSpec, open_chroma_index
+spec = StoreSpec("test-embedder", 8, "item_text@1")
+idx = open_chroma_index(spec, path=sys.argv[1])
+start, stop = int(sys.argv[2]), int(sys.argv[3])
+rng = np.random.default_rng(start)
+vectors = rng.normal(size=(stop - start, 8)).astype(np.float32)
+vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+with idx.writing():
+    idx.upsert([f"p{n}" for n in range(start, stop)], vectors, [""] * (stop - start), [{"hash": "h"}] * (stop - start))
+"""
+
+
+def _write_in_another_process(folder: Path, start: int, stop: int) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", _WRITER, str(folder), str(start), str(stop)], check=True, timeout=120)
+
+
+def test_a_reader_sees_what_another_process_wrote_since_it_opened(tmp_path):
+    """Chroma's embedded client caches the vector segment per process: without reconnecting, ids written by
+    another process fail with "Error finding id" (reported as a corrupted store)."""
+    folder = tmp_path / "store"
+    _write_in_another_process(folder, 0, 30)
+    reader = open_chroma_index(SPEC, path=folder)
+    first = reader.get_vectors(["p7"])["p7"]
+    assert reader.query(first, 1)[0].item_id == "p7"
+    _write_in_another_process(folder, 30, 60)
+    assert reader.count() == 60
+    late = reader.get_vectors(["p45"])["p45"]
+    assert reader.query(late, 1) == [Hit("p45", pytest.approx(1.0, abs=1e-5))]
+    assert reader.query(first, 1)[0].item_id == "p7"
+
+
+def test_an_opener_waits_for_the_process_that_writes_the_store(tmp_path):
+    folder = tmp_path / "store"
+    folder.mkdir()
+    holder = _hold_lock(folder / LOCK_NAME, 1.0)
+    heard: list[StoreBusy] = []
+    try:
+        with pytest.raises(StoreBusyError, match=rf"{folder}.*pid {holder.pid}"):
+            open_chroma_index(SPEC, path=folder, wait=0)
+        index = open_chroma_index(SPEC, path=folder, on_wait=heard.append)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert heard and heard[0].store == str(folder) and index.count() == 0

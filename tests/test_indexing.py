@@ -11,6 +11,7 @@ from llmrec.data.dataset import Dataset, Interactions
 from llmrec.embedding import HashingEmbedder
 from llmrec.errors import ConfigError, DataError, IndexStoreError
 from llmrec.index import Filter, MemoryIndex, open_chroma_index
+from llmrec.index.lock import StoreBusyError
 from llmrec.indexing import (
     IndexReport,
     build_index,
@@ -107,13 +108,33 @@ def test_a_killed_build_resumes_where_it_stopped(tmp_path):
     assert resumed.texts == 12
 
 
-def test_second_writer_is_refused_while_a_build_runs(tmp_path):
+def test_second_writer_waits_for_a_build_in_another_thread_or_gives_up_when_told(tmp_path):
+    import threading
+
     emb = HashingEmbedder(32)
     index = open_chroma_index(store_spec(emb), path=tmp_path / "store")
     other = open_chroma_index(store_spec(emb), path=tmp_path / "store")
-    with index.writing(), pytest.raises(IndexStoreError, match="being written by another process"):
-        build_index(dataset(catalogue()), emb, other)
-    assert build_index(dataset(catalogue()), emb, other).embedded == 12
+    with index.writing(), pytest.raises(StoreBusyError, match="being written by another process"):
+        build_index(dataset(catalogue()), emb, other, wait=0)
+    heard, progress, release = [], [], threading.Event()
+
+    def first_writer() -> None:
+        with index.writing() as lock:
+            lock.progress(5, 12)
+            release.wait(10)
+
+    thread = threading.Thread(target=first_writer)
+    thread.start()
+
+    def on_wait(busy) -> None:
+        heard.append(busy)
+        release.set()
+
+    report = build_index(dataset(catalogue()), emb, other, on_wait=on_wait,
+                         on_progress=lambda done, total: progress.append((done, total)))  # fmt: skip
+    thread.join()
+    assert heard and (heard[0].done, heard[0].total) == (5, 12)
+    assert report.embedded == 12 and progress[-1] == (12, 12)
 
 
 def test_empty_catalogue_is_refused():
@@ -155,3 +176,18 @@ def test_store_paths_and_choices(tmp_path):
     build_index(dataset(catalogue()), emb, store)
     with pytest.raises(IndexStoreError, match=r"toy-hashing-32.*hashing-64.*--rebuild"):
         open_store("toy", HashingEmbedder(64), store=tmp_path / "stores" / "toy-hashing-32")
+
+
+def test_texts_are_embedded_shortest_first_so_batches_hold_similar_lengths():
+    seen: list[list[str]] = []
+
+    class Recording(HashingEmbedder):
+        def embed(self, texts, show_progress: bool = False) -> np.ndarray:
+            seen.append(list(texts))
+            return super().embed(texts, show_progress)
+
+    emb = Recording(32)
+    items = {str(i): Item(str(i), "T" * (40 - 3 * i), 2000) for i in range(10)}
+    build_index(items, emb, MemoryIndex(store_spec(emb)), batch_size=4)
+    lengths = [len(t) for batch in seen for t in batch]
+    assert lengths == sorted(lengths) and [len(b) for b in seen] == [4, 4, 2]

@@ -8,17 +8,18 @@ Chroma can filter on it: ``year`` (int), one boolean ``genre_<slug>`` key per ge
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from llmrec.errors import IndexStoreError
+from llmrec.index.lock import OnWait, WriterLock
+from llmrec.index.lock import StoreBusy as StoreBusy  # re-exported: the writer lock lives in llmrec.index.lock
+from llmrec.index.lock import StoreBusyError as StoreBusyError
+from llmrec.index.lock import exclusive_lock as exclusive_lock
 
 SCHEMA_VERSION = 1
 Scalar = str | int | float | bool
@@ -129,7 +130,10 @@ class VectorIndex(Protocol):
 
     def clear(self) -> None: ...
 
-    def writing(self) -> contextlib.AbstractContextManager[None]: ...
+    def writing(self, wait: float | None = None,
+                on_wait: OnWait | None = None) -> contextlib.AbstractContextManager[WriterLock | None]:  # fmt: skip
+        """Hold the index's writer lock (waiting up to ``wait`` s for another writer, None = as long as it takes)."""
+        ...
 
 
 def validate_upsert(index: VectorIndex, ids: Sequence[str], vectors: np.ndarray, documents: Sequence[str],
@@ -152,28 +156,3 @@ def validate_upsert(index: VectorIndex, ids: Sequence[str], vectors: np.ndarray,
     if not np.isfinite(vectors).all():
         raise IndexStoreError(f"upsert into {index.location}: vectors contain NaN or infinite values")
     return vectors
-
-
-@contextlib.contextmanager
-def exclusive_lock(lock_path: Path, store: str) -> Iterator[None]:
-    """Hold a non-blocking ``flock`` on ``lock_path``; a second writer gets IndexStoreError at once."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip() or "unknown"
-            raise IndexStoreError(
-                f"store {store} is being written by another process (pid {holder}); wait for it to finish "
-                "and run the command again"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)

@@ -1,9 +1,14 @@
 """Chroma-backed vector index: the only module that imports chromadb.
 
 Two ways in: an embedded store in a folder (``PersistentClient``; one writer at a time, enforced
-with a lock file) or a Chroma server (``HttpClient``, ``--chroma-url http://host:port``) reached
+with ``llmrec.index.lock``: a second writer, or a reader that finds a store being written, waits for it) or a
+Chroma server (``HttpClient``, ``--chroma-url http://host:port``) reached
 with a timeout so a down or silent server is a clear error instead of a hang. Telemetry is off.
 The collection uses cosine space and records the ``StoreSpec`` that made it.
+
+Chroma's embedded client keeps the vector segment it loaded in process memory and fails on ids another process
+added since ("Error finding id", "Nothing found on disk"); so every operation first checks the lock file's write
+counter and, when another process has finished writing since, reconnects this process's client.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,17 +25,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from llmrec.errors import IndexStoreError, NetworkError
-from llmrec.index.base import (
-    Filter,
-    Hit,
-    Metadata,
-    Scalar,
-    StoreSpec,
-    check_spec,
-    exclusive_lock,
-    genre_key,
-    validate_upsert,
-)
+from llmrec.index.base import Filter, Hit, Metadata, Scalar, StoreSpec, check_spec, genre_key, validate_upsert
+from llmrec.index.lock import OnWait, WriterLock, exclusive_lock, holder, own_writes, read_state, wait_for_writer
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +60,66 @@ def _is_store_file(path: Path) -> bool:
     return path.name in ("chroma.sqlite3", LOCK_NAME) or path.name.startswith("chroma.sqlite3-") or (
         path.is_dir() and len(path.name) == 36 and path.name.count("-") == 4  # a segment folder (uuid)
     )
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _sqlite_problem(folder: Path) -> str | None:
+    """What is wrong with the store's ``chroma.sqlite3`` before Chroma sees it (None: fine or absent).
+
+    Chroma would silently make a fresh database in a zero-byte file and orphan the old segment folders."""
+    try:
+        with open(folder / "chroma.sqlite3", "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"its chroma.sqlite3 cannot be read ({exc.strerror})"
+    if not head:
+        return "its chroma.sqlite3 is empty (0 bytes)"
+    return None if head == SQLITE_HEADER else "its chroma.sqlite3 is not a SQLite database"
+
+
+def _wipe(folder: Path) -> None:
+    """Remove a corrupted store's files, keeping the lock file (other processes may be waiting on it)."""
+    log.warning("store %s is corrupted; --rebuild removes it and starts again", folder)
+    for p in folder.iterdir():
+        if p.name != LOCK_NAME:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    _forget_embedded_system(folder)
+
+
+# This process's view of each store folder: the write count its Chroma system has caught up with, and how many
+# times it reconnected (instances compare their generation and reconnect when it moved).
+_SYNC = threading.Lock()
+_SYSTEM_WRITES: dict[str, int] = {}
+_GENERATION: dict[str, int] = {}
+
+
+def _catch_up(folder: Path, writing: bool = False) -> int:
+    """Drop this process's Chroma system for ``folder`` when another process finished writing since it was made;
+    returns the folder's generation. Never while another process writes (reconnect after it ends), nor while a
+    thread of this process writes, unless the caller is that writer (``writing``)."""
+    lock = folder / LOCK_NAME
+    key = str(folder)
+    state = read_state(lock)
+    with _SYNC:
+        seen = _SYSTEM_WRITES.setdefault(key, state.writes)
+        generation = _GENERATION.setdefault(key, 0)
+        if state.writes == seen:
+            return generation
+        foreign = state.writes < seen or bool(set(range(seen + 1, state.writes + 1)) - own_writes(lock))
+        if not foreign:
+            _SYSTEM_WRITES[key] = state.writes
+            return generation
+        if not writing and holder(lock) is not None:
+            return generation  # mid-write (another process, or a thread of ours): catch up once it has ended
+        log.info("store %s was written by another process; reconnecting", folder)
+        _forget_embedded_system(folder)
+        _SYSTEM_WRITES[key] = state.writes
+        _GENERATION[key] = generation + 1
+        return generation + 1
 
 
 def _open_embedded_client(path: Path):
@@ -122,16 +179,33 @@ class ChromaIndex:
         self.spec = spec
         self.location = location
         self.folder = folder  # None for a server
+        self._generation = _GENERATION.get(str(folder), 0) if folder is not None else 0
+
+    def _reconnect_if_stale(self, writing: bool = False) -> None:
+        """Reconnect when another process has written the store since this client loaded it (module docstring)."""
+        if self.folder is None or self._generation == (generation := _catch_up(self.folder, writing)):
+            return
+        name = self._collection.name
+        self._client = _open_embedded_client(self.folder)
+        try:
+            self._collection = self._client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            raise IndexStoreError(f"store {self.location} lost its collection {name!r} while another process "
+                                  f"wrote it ({type(exc).__name__}); build it again with `llmrec index`") from exc
+        check_spec(StoreSpec.from_metadata(self._collection.metadata), self.spec, self.location)
+        self._generation = generation
 
     # -- writing ---------------------------------------------------------------------------
     @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
-        """One writer at a time on an embedded store; a server serialises writes itself."""
+    def writing(self, wait: float | None = None, on_wait: OnWait | None = None) -> Iterator[WriterLock | None]:
+        """One writer at a time on an embedded store, waiting for another writer first (``wait`` s at most, None:
+        as long as it takes; ``on_wait`` hears about the wait); a server serialises writes itself."""
         if self.folder is None:
-            yield
+            yield None
             return
-        with exclusive_lock(self.folder / LOCK_NAME, str(self.folder)):
-            yield
+        with exclusive_lock(self.folder / LOCK_NAME, str(self.folder), wait, on_wait) as lock:
+            self._reconnect_if_stale(writing=True)
+            yield lock
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, documents: Sequence[str],
                metadata: Sequence[Metadata]) -> None:  # fmt: skip
@@ -230,6 +304,7 @@ class ChromaIndex:
         from chromadb.errors import ChromaError
 
         try:
+            self._reconnect_if_stale()
             yield
         except httpx.TimeoutException:
             raise NetworkError(f"Chroma server {self.location}: {what} timed out; check the server's health") from None
@@ -281,11 +356,15 @@ def _safe_to_wipe(folder: Path) -> bool:
 
 def open_chroma_index(spec: StoreSpec, path: str | Path | None = None, url: str | None = None,
                       collection: str = DEFAULT_COLLECTION, create: bool = True, rebuild: bool = False,
-                      timeout: float = DEFAULT_TIMEOUT) -> ChromaIndex:  # fmt: skip
+                      timeout: float = DEFAULT_TIMEOUT, wait: float | None = None,
+                      on_wait: OnWait | None = None) -> ChromaIndex:  # fmt: skip
     """Open (or create) the collection in a store folder or on a server; refuse one made with another spec.
 
     ``rebuild`` drops the collection (or, for a corrupted folder that holds only Chroma files, the
-    folder) and starts empty. Without it nothing is ever deleted.
+    folder) and starts empty. Without it nothing is ever deleted. A store folder that another process is
+    writing is opened once that process has finished: ``wait`` seconds at most (None: as long as it takes;
+    then ``StoreBusyError``), telling ``on_wait`` about the wait about twice a second. A new store is created
+    under the writer lock, so no other process ever sees it half-made.
     """
     if (path is None) == (url is None):
         raise IndexStoreError("give exactly one of a store folder (--store) or a Chroma server (--chroma-url)")
@@ -296,25 +375,41 @@ def open_chroma_index(spec: StoreSpec, path: str | Path | None = None, url: str 
     folder = Path(path).expanduser().resolve()  # type: ignore[arg-type]
     if folder.exists() and not folder.is_dir():
         raise IndexStoreError(f"store {folder} is a file, not a folder; choose another --store")
+    lock = folder / LOCK_NAME
+    if folder.is_dir():
+        wait_for_writer(lock, str(folder), wait, on_wait)
     has_store = (folder / "chroma.sqlite3").is_file()
     if folder.is_dir() and not has_store and any(p.name != LOCK_NAME for p in folder.iterdir()):
         raise IndexStoreError(f"folder {folder} is not empty and holds no Chroma store; choose another --store")
     if not create and not has_store:
         raise IndexStoreError(f"no vector store at {folder}; build it with `llmrec index`")
-    if not has_store:
-        _forget_embedded_system(folder)  # a store deleted and made again in this process: drop the stale handle
-    if rebuild:
-        with exclusive_lock(folder / LOCK_NAME, str(folder)):
-            try:
-                client = _open_embedded_client(folder)
-            except IndexStoreError:
-                if not _safe_to_wipe(folder):
-                    raise
-                log.warning("store %s is corrupted; --rebuild removes it and starts again", folder)
-                shutil.rmtree(folder)
-                client = _open_embedded_client(folder)
-            return _attach(client, name, spec, str(folder), folder, create, rebuild)
-    return _attach(_open_embedded_client(folder), name, spec, str(folder), folder, create, rebuild)
+    problem = _sqlite_problem(folder)
+    if problem and holder(lock) is not None:  # another process is making it right now: wait, then look again
+        wait_for_writer(lock, str(folder), wait, on_wait)
+        problem, has_store = _sqlite_problem(folder), (folder / "chroma.sqlite3").is_file()
+    if problem and not rebuild:
+        raise IndexStoreError(f"store {folder} is corrupted: {problem}; it was left as it is: "
+                              "rebuild it with --rebuild")  # fmt: skip
+    if has_store and not rebuild:
+        _catch_up(folder)
+        return _attach(_open_embedded_client(folder), name, spec, str(folder), folder, create, rebuild)
+    with exclusive_lock(lock, str(folder), wait, on_wait):  # creating or rebuilding: nobody sees it half-made
+        if _sqlite_problem(folder):
+            if not _safe_to_wipe(folder):
+                raise IndexStoreError(f"store {folder} is corrupted and holds files that are not Chroma's; "
+                                      "move them away, then rebuild it with --rebuild")  # fmt: skip
+            _wipe(folder)
+        if not (folder / "chroma.sqlite3").is_file():
+            _forget_embedded_system(folder)  # a store deleted and made again in this process: drop the stale handle
+        _catch_up(folder, writing=True)
+        try:
+            client = _open_embedded_client(folder)
+        except IndexStoreError:
+            if not (rebuild and _safe_to_wipe(folder)):
+                raise
+            _wipe(folder)
+            client = _open_embedded_client(folder)
+        return _attach(client, name, spec, str(folder), folder, create, rebuild)
 
 
 def _attach(client: Any, name: str, spec: StoreSpec, location: str, folder: Path | None, create: bool,

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from llmrec.index.base import Filter, Hit, Metadata, Scalar, StoreSpec, validate_upsert
+from llmrec.index.lock import OnWait
 
 
 class MemoryIndex:
@@ -94,5 +95,6 @@ class MemoryIndex:
         return {i: self._documents[self._row[i]] for i in ids if i in self._row}
 
     @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self, wait: float | None = None, on_wait: OnWait | None = None) -> Iterator[None]:
+        """Nothing to lock: the index lives in this process's memory."""
         yield
