@@ -1,170 +1,495 @@
-"""ReDial: the conversational-recommender protocol, run through the chat engine.
+"""ReDial: conversational recommendation measured the way the field measures it, and the way the app works.
 
-    python benchmarks/redial.py --data-dir ../shared/data [--dialogues 342] [--json]
+    python benchmarks/redial.py --data-dir ../shared/data                    # both tables, development set
+    python benchmarks/redial.py --data-dir ../shared/data --tune             # choose constants (training set only)
 
-Each ReDial dialogue is replayed: the seeker's (initiator's) messages go, one at a time, through
-``Conversation.handle`` — the same engine and intent rules the app uses, with ``@123`` mentions written
-out as "Title (Year)" the way a person types them. Before every recommender turn that mentions movies,
-the engine's current profile is asked for 50 recommendations; the targets are the movies of that turn
-that the seeker labelled as suggested and liked and that had not come up earlier in the dialogue.
-Recall@1/10/50 is averaged over targets. ReDial movies are mapped to ml-latest-small by normalised title
-and year; a target outside the catalogue counts as a miss in "all targets" and is left out of
-"catalogue targets". A second variant ("every mention") counts every new movie of a recommender turn,
-the protocol of most CRS papers (KBRD, UniCRS), which is what their published figures use.
+**Field protocol** (what KBRD, KGSF, UniCRS report; followed from the public code): the dialogue's
+consecutive messages of one speaker are merged into a turn (CRSLab ``ReDialDataset._merge_conv_data``;
+UniCRS ``src/data/redial/process_mask.py``). Every recommender turn after the first turn of the dialogue
+that mentions movies is a sample; its context is every earlier turn of *both* speakers (CRSLab
+``_augment_and_add``: ``context_items``/``context_entities`` grow with every turn; UniCRS: ``context``
+holds the seeker's and the recommender's turns, movie mentions written out as names). Every movie the
+turn mentions is a separate target (CRSLab ``KBRDDataLoader.rec_process_fn``: ``for movie in
+conv_dict['items']``; UniCRS ``CRSRecDataset.prepare_data``: ``for item in dialog['rec']``), including
+movies mentioned earlier ("repeats kept", as the papers do). Each target is ranked against the whole
+catalogue and Recall@k is the share of targets in the top k (UniCRS ``evaluate_rec.py``:
+``int(label in rank[:k])`` averaged over targets; CRSLab ``rec_evaluate`` the same over
+``topk(rec_predict[:, item_ids], 50)``). The catalogue is ReDial's own movie list (6,924 movies of
+``movies_with_mentions.csv``; UniCRS ranks its 6,281 DBpedia-linked ones). The second column removes
+targets already mentioned in the dialogue (the standardised variant). Our retrievers never propose a
+movie already mentioned in the context (already-seen exclusion), so repeated targets are misses for us.
 
-The seeker's messages are all the engine sees (never the human recommender's), and the ML-latest-small
-collaborative model knows nothing about ReDial users. Published figures use ReDial's own 6.9k-movie
-catalogue and the full test split; ours is a fixed 342-dialogue sample of that split and the 9.7k-movie
-MovieLens catalogue, so they compare in kind, not to the third decimal.
+**Product protocol**: only the seeker's messages, replayed one at a time through the chat engine
+(``Conversation.handle``, ``@id`` written out as "Title (Year)"); before each such recommender turn the
+engine's profile and filters get 50 recommendations from the MovieLens catalogue (ml-latest-small).
+Targets: the turn's new movies (every mention, and those the seeker labelled suggested-and-liked).
+
+ReDial movies are mapped to MovieLens by normalised title and year (``llmrec.profile.normalise_title``,
+``split_title_year``; one year off accepted, a bare title matched alone, titles naming several films
+resolved by rating count and counted). Counts of the dialogue model and popularity come from the 901
+training dialogues only; ``nbMentions`` is never read. ``--tune`` chooses every constant by 5-fold
+cross-validation over the training dialogues; the development file is only measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
-import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from llmrec.chat.engine import Conversation
-from llmrec.chat.store import ProfileStore
-from llmrec.config import RecommenderConfig
-from llmrec.pipeline import Recommender
-from llmrec.profile import normalise_title, split_title_year
+from llmrec.data.redial import (
+    DEV_FILE,
+    TRAIN_FILE,
+    Dialogue,
+    LoadReport,
+    Sample,
+    load_dialogues,
+    load_redial_catalogue,
+    protocol_samples,
+    written_out,
+)
+from llmrec.retrieval.dialogue import (
+    DialogueConfig,
+    DialogueModel,
+    DialogueRetriever,
+    IdMappedRetriever,
+    SuggestionPopularityRetriever,
+    context_profile,
+)
+from llmrec.retrieval.fusion import HybridRetriever
+from llmrec.types import UserProfile
 
+log = logging.getLogger("redial")
 KS = (1, 10, 50)
-_MENTION = re.compile(r"@(\d+)")
+DEPTH = 150  # what HybridRetriever asks each retriever for when k = 50
+NAMES = ("cf", "text", "dialogue", "popularity")
+# Chosen by --tune (5-fold cross-validation on the training dialogues); see docs/benchmarks/redial.md.
+FIELD_WEIGHTS = {"cf": 0.25, "text": 0.5, "dialogue": 1.0, "popularity": 0.25}
+PRODUCT_WEIGHTS = {"cf": 1.0, "text": 0.25, "dialogue": 1.0, "popularity": 0.25}
+RRF_K = 60.0
+FIELD_TEXT = {"seeker_only": False, "last": 4}
+PUBLISHED = [("KBRD (Chen et al. 2019), as reported by UniCRS", 0.169, None),
+             ("UniCRS (Wang et al. 2022)", 0.224, None), ("GPT-4 zero-shot (He et al. 2023)", 0.19, None),
+             ("HARPO (2025)", 0.298, None),
+             ("ReFICR (as reported / standardised, Kostric & Balog 2026)", 0.305, 0.213)]  # fmt: skip
 
 
-class CatalogueMap:
-    """ReDial movie names -> MovieLens item ids, by normalised title and year (a year off by one is accepted)."""
+# -- parts -----------------------------------------------------------------------------------
+class CachedEmbedder:
+    """The embedder with a memo, same vectors: the chat re-embeds every stated preference at each turn."""
 
-    def __init__(self, items: Any) -> None:
-        self.by_key: dict[tuple[str, int | None], str] = {}
-        for item in items:
-            title, _ = split_title_year(item.display_title)
-            self.by_key.setdefault((normalise_title(title), item.year), item.item_id)
-            if "(" in title:  # "Seven (a.k.a. Se7en)": the main title too
-                self.by_key.setdefault((normalise_title(title.split("(")[0]), item.year), item.item_id)
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.memo: dict[str, np.ndarray] = {}
 
-    def find(self, name: str) -> str | None:
-        title, year = split_title_year(name)
-        key = normalise_title(title)
-        for y in (year, (year or 0) - 1, (year or 0) + 1) if year else (None,):
-            if (key, y) in self.by_key:
-                return self.by_key[(key, y)]
-        return None
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
 
-
-def turns(dialogue: dict) -> Iterator[tuple[bool, list[str]]]:
-    """(is the seeker speaking, the turn's messages), consecutive messages of one sender grouped."""
-    seeker = dialogue["initiatorWorkerId"]
-    current: list[str] = []
-    speaker = None
-    for message in dialogue["messages"]:
-        if speaker is not None and message["senderWorkerId"] != speaker and current:
-            yield speaker == seeker, current
-            current = []
-        speaker = message["senderWorkerId"]
-        current.append(message["text"])
-    if current:
-        yield speaker == seeker, current
+    def embed(self, texts: Any, show_progress: bool = False) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if todo:
+            self.memo.update(zip(todo, self.inner.embed(todo, show_progress)))
+        return np.stack([self.memo[t] for t in texts]) if len(texts) else np.zeros((0, self.dim), np.float32)
 
 
-def labels(dialogue: dict) -> dict[str, dict]:
-    return dialogue.get("initiatorQuestions") or dialogue.get("respondentQuestions") or {}
+@dataclass
+class Parts:
+    data_dir: Path
+    cache_dir: Path | None
+    stores: dict = field(default_factory=dict)
+
+    @cached_property
+    def movielens(self) -> Any:
+        from llmrec.data import load_dataset
+
+        return load_dataset("ml-latest-small", data_dir=self.data_dir, cache_dir=self.cache_dir)
+
+    @cached_property
+    def catalogue(self) -> Any:
+        counts = Counter(self.movielens.interactions.item_ids.tolist())
+        return load_redial_catalogue(self.data_dir, popularity=counts)
+
+    @cached_property
+    def cf(self) -> tuple[Any, Any]:
+        from llmrec.baselines import TrainData, get_scorer
+        from llmrec.data import preprocess
+
+        seq = preprocess(self.movielens)  # what the app fits: every user's whole history, 5-core
+        train = TrainData(seq.n_users, seq.n_items, seq.sequences, ratings=seq.ratings, timestamps=seq.timestamps)
+        return get_scorer("ease").fit(train), seq
+
+    @cached_property
+    def embedder(self) -> Any:
+        from llmrec.embedding import get_embedder
+
+        return CachedEmbedder(get_embedder(cache_dir=self.cache_dir))
+
+    def store(self, name: str, items: Any) -> Any:
+        """The vector store of ``items`` (built on first use, then reused from the cache folder)."""
+        from llmrec.index.memory import MemoryIndex
+        from llmrec.indexing import build_index, open_store
+
+        if name not in self.stores:
+            index = open_store(name, self.embedder, cache_dir=self.cache_dir)
+            if index.count() != len(items):
+                build_index(items, self.embedder, index)
+            ids = index.ids()  # the same vectors in memory: exact search, and no store I/O per query
+            vectors = index.get_vectors(ids)
+            memory = MemoryIndex(index.spec)
+            memory.upsert(ids, np.stack([vectors[i] for i in ids]), [""] * len(ids), [{}] * len(ids))
+            self.stores[name] = memory
+        return self.stores[name]
+
+    def dialogues(self, path: Path, limit: int = 0) -> list[Dialogue]:
+        report = LoadReport()
+        found = load_dialogues(self.data_dir / path, report)
+        log.warning("%s: %s", path, report.describe())
+        return found[:limit] if limit else found
+
+    def ml_to_redial_mapped(self) -> dict[str, str]:
+        """ReDial id -> ml-latest-small id, for mapped movies in the rated catalogue."""
+        return {r: m for r, m in self.catalogue.to_movielens.items() if m in self.movielens.items}
+
+    def field_retrievers(self, model: DialogueModel) -> dict[str, Any]:
+        """Every retriever over ReDial's catalogue (ReDial ids)."""
+        from llmrec.retrieval.collaborative import CollaborativeRetriever
+        from llmrec.retrieval.text import TextRetriever
+
+        items = self.catalogue.items
+        scorer, seq = self.cf
+        cf = CollaborativeRetriever(scorer, seq, label="ease", items=self.movielens.items)
+        return {"cf": IdMappedRetriever(cf, self.ml_to_redial_mapped()),
+                "text": TextRetriever(self.store("redial-movies", items), self.embedder, items=items),
+                "dialogue": DialogueRetriever(model, items),
+                "popularity": SuggestionPopularityRetriever(model, items)}  # fmt: skip
+
+    def product_retrievers(self, model: DialogueModel) -> dict[str, Any]:
+        """Every retriever over the MovieLens catalogue (MovieLens ids); the dialogue model through the mapping."""
+        from llmrec.retrieval.collaborative import CollaborativeRetriever
+        from llmrec.retrieval.text import TextRetriever
+
+        items = self.movielens.items
+        scorer, seq = self.cf
+        to_model = {m: r for r, m in self.ml_to_redial_mapped().items()}
+        return {"cf": CollaborativeRetriever(scorer, seq, label="ease", items=items),
+                "text": TextRetriever(self.store("ml-latest-small", items), self.embedder, items=items),
+                "dialogue": DialogueRetriever(model, items, to_model=to_model),
+                "popularity": SuggestionPopularityRetriever(model, items, to_model=to_model)}  # fmt: skip
 
 
-def written_out(text: str, names: dict[str, str]) -> str:
-    return _MENTION.sub(lambda m: names.get(m[1], "a movie").replace("  ", " "), text)
+def hybrid(retrievers: dict[str, Any], weights: dict[str, float], rrf_k: float = RRF_K) -> HybridRetriever:
+    """The composition to wire: the retrievers with a positive weight, fused by weighted RRF."""
+    names = [n for n in NAMES if weights.get(n, 0) > 0]
+    return HybridRetriever([retrievers[n] for n in names], weights=[weights[n] for n in names], rrf_k=rrf_k)
 
 
-def replay(dialogue: dict, rec: Recommender, store: ProfileStore, mapping: CatalogueMap, n: int) -> list[dict]:
-    """One dialogue: a record per (recommender turn, target) with the target's rank in the top 50."""
-    names = dialogue["movieMentions"] or {}
-    answers = labels(dialogue)
-    convo = Conversation(rec, store, f"redial-{dialogue['conversationId']}", k=10)
-    convo.start()
-    mentioned: set[str] = set()
-    records = []
-    for by_seeker, messages in turns(dialogue):
-        ids = [m for text in messages for m in _MENTION.findall(text)]
-        if by_seeker:
-            for text in messages:
-                convo.handle(written_out(text, names))
-        else:
-            new = [m for m in dict.fromkeys(ids) if m not in mentioned and m in names]
-            if new:
-                state = convo.state()
-                result = rec.recommend(convo.profile(state), k=max(KS), keep=convo._filter(state), explain=False)
-                ranked = [r.item.item_id for r in result.items]
-                if len(ranked) < max(KS):  # constraints too narrow: what the engine shows when it relaxes them
-                    extra = rec.recommend(convo.profile(state), k=max(KS), explain=False).items
-                    ranked += [r.item.item_id for r in extra if r.item.item_id not in ranked]
-                for movie in new:
-                    label = answers.get(movie, {})
-                    item_id = mapping.find(names[movie])
-                    rank = ranked.index(item_id) if item_id in ranked else None
-                    liked = label.get("suggested") == 1 and label.get("liked") == 1
-                    records.append({"dialogue": n, "movie": names[movie], "item": item_id, "rank": rank,
-                                    "liked_suggestion": liked})  # fmt: skip
-        mentioned.update(ids)
-    convo.forget()
-    return records
+# -- fusion on cached lists (same formula as HybridRetriever, for tuning) ----------------------
+def fuse(lists: dict[str, list[str]], weights: dict[str, float], rrf_k: float, k: int = 50) -> list[str]:
+    fused: dict[str, float] = {}
+    for name, ranked in lists.items():
+        w = weights.get(name, 0.0)
+        if w > 0:
+            for rank, item in enumerate(ranked, 1):
+                fused[item] = fused.get(item, 0.0) + w / (rrf_k + rank)
+    return [i for i, _ in sorted(fused.items(), key=lambda p: (-p[1], p[0]))[:k]]
 
 
-def recall(records: list[dict]) -> dict[str, float]:
-    out = {"targets": len(records)}
-    for k in KS:
-        hits = [r["rank"] is not None and r["rank"] < k for r in records]
-        out[f"recall@{k}"] = round(float(np.mean(hits)), 4) if hits else float("nan")
-        out[f"recall@{k}_se"] = round(float(np.std(hits) / np.sqrt(len(hits))), 4) if hits else float("nan")
+def hits(ranked: list[str], target: str | None) -> list[bool]:
+    return [target is not None and target in ranked[:k] for k in KS]
+
+
+def recall(rows: list[list[bool]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"targets": len(rows)}
+    if not rows:
+        return out
+    table = np.array(rows, dtype=float)
+    for j, k in enumerate(KS):
+        out[f"R@{k}"] = round(float(table[:, j].mean()), 4)
+        out[f"R@{k} se"] = round(float(table[:, j].std() / np.sqrt(len(table))), 4)
     return out
 
 
-def summarise(records: list[dict], dialogues: int, seconds: float) -> dict[str, Any]:
-    liked = [r for r in records if r["liked_suggestion"]]
-    return {
-        "dialogues": dialogues,
-        "seconds": round(seconds, 1),
-        "suggested and liked (all targets)": recall(liked),
-        "suggested and liked (catalogue targets)": recall([r for r in liked if r["item"] is not None]),
-        "every mention (all targets)": recall(records),
-        "every mention (catalogue targets)": recall([r for r in records if r["item"] is not None]),
-        "mapped to the catalogue": round(float(np.mean([r["item"] is not None for r in records])), 4),
-    }
+# -- field protocol --------------------------------------------------------------------------
+def field_profile(sample: Sample, text: dict[str, Any]) -> UserProfile:
+    """Movies mentioned so far as the history; each context turn's words as a stated preference."""
+    return context_profile(sample.context_movies, sample.context_texts(text["seeker_only"], text["last"]))
+
+
+def field_lists(samples: list[Sample], retrievers: dict[str, Any], text: dict[str, Any]) -> list[dict[str, list]]:
+    from llmrec.progress import progress
+
+    if hasattr(retrievers.get("text"), "embedder"):  # embed every turn once, in batches
+        texts = {t: None for s in samples for t in field_profile(s, text).stated_preferences}
+        retrievers["text"].embedder.embed(list(texts))
+    out = []
+    for sample in progress(samples, "field protocol", unit="turn"):
+        profile = field_profile(sample, text)
+        out.append({n: [c.item_id for c in r.retrieve(profile, DEPTH)] for n, r in retrievers.items()})
+    return out
+
+
+def field_rows(samples: list[Sample], ranked: list[list[str]], catalogue: Any) -> dict[str, list[list[bool]]]:
+    kept, removed = [], []
+    for sample, top in zip(samples, ranked):
+        for t in sample.targets:
+            row = hits(top, t.movie if t.movie in catalogue.items else None)
+            kept.append(row)
+            if not t.repeat:
+                removed.append(row)
+    return {"repeats kept": kept, "repeats removed": removed}
+
+
+def samples_of(dialogues: list[Dialogue], counts: Counter) -> list[Sample]:
+    return [s for d in dialogues for s in protocol_samples(d, counts)]
+
+
+# -- product protocol ------------------------------------------------------------------------
+def replay(dialogues: list[Dialogue], parts: Parts, composition: Any = None) -> list[dict]:
+    """The chat engine's state before every scored turn (seeker messages only), as JSON records.
+
+    ``composition`` (a retriever) replaces the app's configured retriever inside the engine: the
+    onboarding questions it asks depend on the candidate pool, so the states depend on it too."""
+    from llmrec.chat.engine import Conversation
+    from llmrec.chat.store import ProfileStore
+    from llmrec.config import RecommenderConfig
+    from llmrec.pipeline import Recommender
+    from llmrec.progress import progress
+
+    config = RecommenderConfig().updated(data={"dataset": "ml-latest-small", "data_dir": str(parts.data_dir)},
+                                         ranker={"kind": "passthrough"}, explainer={"kind": "template"})  # fmt: skip
+    class Composed(Recommender):
+        def retriever(self, profile: UserProfile) -> tuple[Any, list[str]]:
+            return (composition, []) if composition is not None else super().retriever(profile)
+
+    rec = Composed(config, dataset=parts.movielens, embedder=parts.embedder,
+                   index=parts.store("ml-latest-small", parts.movielens.items),
+                   scorer_factory=lambda name, seq: parts.cf[0])  # fmt: skip
+    store = ProfileStore(Path(tempfile.mkdtemp()) / "redial.sqlite")
+    records = []
+    for dialogue in progress(dialogues, "replaying dialogues", unit="dialogue"):
+        convo = Conversation(rec, store, f"redial-{dialogue.conversation_id}", k=10)
+        convo.start()
+        by_turn = {s.turn: s for s in protocol_samples(dialogue)}
+        from llmrec.data.redial import dialogue_turns
+
+        for n, turn in enumerate(dialogue_turns(dialogue)):
+            if turn.by_seeker:
+                for text in turn.texts:
+                    convo.handle(written_out(text, dialogue.mentions))
+            elif n in by_turn:
+                targets = [(t.movie, t.repeat, t.liked_suggestion) for t in by_turn[n].targets]
+                records.append({"dialogue": dialogue.conversation_id, "turn": n, "state": convo.state().to_json(),
+                                "targets": targets})  # fmt: skip
+        convo.forget()
+    return records
+
+
+def product_profile(record: dict) -> tuple[UserProfile, Any]:
+    from llmrec.chat.engine import Conversation
+    from llmrec.chat.state import ChatState
+
+    state = ChatState.from_json(record["state"])
+    return state.to_profile(), Conversation._filter(None, state)  # type: ignore[arg-type]  # uses only the state
+
+
+def product_lists(records: list[dict], retrievers: dict[str, Any], items: Any) -> list[dict[str, list]]:
+    """Each retriever's list, filtered the way the chat filters (a deeper pool when a filter applies)."""
+    from llmrec.progress import progress
+
+    out = []
+    for record in progress(records, "product protocol", unit="turn"):
+        profile, keep = product_profile(record)
+        lists = {}
+        for name, r in retrievers.items():
+            found = [c.item_id for c in r.retrieve(profile, DEPTH * (4 if keep else 1))]
+            lists[name] = [i for i in found if keep is None or keep(items[i])][:DEPTH]
+        out.append(lists)
+    return out
+
+
+def product_rows(records: list[dict], ranked: list[list[str]], to_ml: dict[str, str]) -> dict[str, list]:
+    every, liked = [], []
+    for record, top in zip(records, ranked):
+        for movie, repeat, liked_suggestion in record["targets"]:
+            if repeat:
+                continue
+            row = hits(top, to_ml.get(movie))
+            every.append(row)
+            if liked_suggestion:
+                liked.append(row)
+    return {"every new mention": every, "suggested and liked": liked}
+
+
+# -- tuning (training dialogues only) --------------------------------------------------------
+def folds(dialogues: list[Dialogue], n: int = 5) -> list[tuple[list[Dialogue], list[Dialogue]]]:
+    return [([d for j, d in enumerate(dialogues) if j % n != f], [d for j, d in enumerate(dialogues) if j % n == f])
+            for f in range(n)]  # fmt: skip
+
+
+WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0)
+COMBOS = [dict(zip(NAMES, c)) for c in itertools.product(WEIGHT_GRID, repeat=len(NAMES)) if any(c)]
+
+
+def grid(lists: list[dict], targets: list[list[str | None]], k: int = 10) -> list[tuple[float, dict, float]]:
+    """Recall@k of every weight combination and rrf_k, best first: HybridRetriever's RRF, vectorised
+    over the combinations (ties may break differently from the id order the retriever uses)."""
+    weights = np.array([[c[n] for n in NAMES] for c in COMBOS])
+    found = {rrf_k: np.zeros(len(COMBOS)) for rrf_k in (10.0, 60.0)}
+    total = sum(len(t) for t in targets)
+    for ls, wanted in zip(lists, targets):
+        if not wanted:
+            continue
+        union = list(dict.fromkeys(i for n in NAMES for i in ls.get(n, [])))
+        column = {item: j for j, item in enumerate(union)}
+        for rrf_k, counts in found.items():
+            ranks = np.zeros((len(NAMES), len(union)))
+            for r, n in enumerate(NAMES):
+                for rank, item in enumerate(ls.get(n, []), 1):
+                    ranks[r, column[item]] = 1.0 / (rrf_k + rank)
+            fused = weights @ ranks
+            top = np.argsort(-fused, axis=1, kind="stable")[:, :k] if union else np.zeros((len(COMBOS), 0), int)
+            for target in wanted:
+                if target in column:
+                    counts += (top == column[target]).any(axis=1) & (fused[:, column[target]] > 0)
+    results = [(round(float(c[j] / max(total, 1)), 4), COMBOS[j], rrf_k) for rrf_k, c in found.items()
+               for j in range(len(COMBOS))]  # fmt: skip
+    return sorted(results, key=lambda r: -r[0])
+
+
+def field_targets(samples: list[Sample], removed: bool = True) -> list[list[str | None]]:
+    return [[t.movie for t in s.targets if not (removed and t.repeat)] for s in samples]
+
+
+def tune(parts: Parts, limit: int, replayed: int) -> dict[str, Any]:
+    train = parts.dialogues(TRAIN_FILE, limit)
+    report: dict[str, Any] = {}
+    counts: Counter = Counter()
+    # 1. dialogue-model constants, dialogue retriever alone, field protocol, repeats removed
+    configs = [DialogueConfig(s, a, d, p) for s in (0.0, 1.0, 3.0) for a in (0.0, 0.5, 1.0) for d in (0.5, 0.8, 1.0)
+               for p in (0.0, 0.02)]  # fmt: skip
+    per_fold = [(DialogueModel.fit(fit, parts.catalogue.items), samples_of(held, counts)) for fit, held in folds(train)]
+    scored = []
+    for cfg in configs:
+        rows = []
+        for model, samples in per_fold:
+            retriever = DialogueRetriever(model.with_config(cfg), parts.catalogue.items)
+            ranked = [[c.item_id for c in retriever.retrieve(context_profile(s.context_movies), 50)] for s in samples]
+            rows += field_rows(samples, ranked, parts.catalogue)["repeats removed"]
+        scored.append((recall(rows)["R@10"], cfg))
+    scored.sort(key=lambda p: -p[0])
+    report["dialogue config (R@10 removed, top 5)"] = [(r, str(c)) for r, c in scored[:5]]
+    best_cfg = scored[0][1]
+    # 2. text context and fusion weights, field protocol
+    fold_lists = {}
+    for name, text in {"both speakers, last 4 turns": {"seeker_only": False, "last": 4},
+                       "seeker, last 2 turns": {"seeker_only": True, "last": 2},
+                       "seeker, every turn": {"seeker_only": True, "last": None}}.items():  # fmt: skip
+        lists, samples = [], []
+        for model, held in per_fold:
+            lists += field_lists(held, parts.field_retrievers(model.with_config(best_cfg)), text)
+            samples += held
+        fold_lists[name] = lists
+
+        results = grid(lists, field_targets(samples))
+        alone = {n: next(r for r, w, rrf_k in results if w[n] and sum(w.values()) == w[n]) for n in NAMES}
+        report[f"field, text from {name}: each alone (R@10 removed)"] = alone
+        report[f"field, text from {name}: best fusion"] = results[:5]
+        kept = grid(lists, field_targets(samples, removed=False))
+        report[f"field, text from {name}: best fusion, repeats kept"] = kept[:3]
+    # 3. product protocol on replayed training dialogues
+    records = replay(train[:replayed] if replayed else train, parts)
+    lists = []
+    to_ml = parts.ml_to_redial_mapped()
+    for fit, held in folds(train):
+        ids = {d.conversation_id for d in held}
+        model = DialogueModel.fit(fit, parts.catalogue.items, best_cfg)
+        lists += product_lists([r for r in records if r["dialogue"] in ids], parts.product_retrievers(model),
+                               parts.movielens.items)  # fmt: skip
+    ordered = [r for f in folds(train) for r in records if r["dialogue"] in {d.conversation_id for d in f[1]}]
+
+    targets = [[to_ml.get(m) for m, repeat, _ in r["targets"] if not repeat] for r in ordered]
+    results = grid(lists, targets)
+    report["product: best fusion (R@10, every new mention)"] = results[:8]
+    report["product: each alone"] = {n: next(r for r, w, rrf_k in results if w[n] and sum(w.values()) == w[n])
+                                     for n in NAMES}  # fmt: skip
+    today = {"cf": 1.0, "text": 0.25, "dialogue": 0.0, "popularity": 0.0}
+    report["product: today's default (text 0.25, cf 1, rrf_k 60)"] = next(
+        r for r, w, rrf_k in results if w == today and rrf_k == 60.0)  # fmt: skip
+    liked = [[to_ml.get(m) for m, repeat, ok in r["targets"] if ok and not repeat] for r in ordered]
+    report["product: best fusion (R@10, suggested and liked)"] = grid(lists, liked)[:5]
+    report["skipped while reading"] = dict(counts)
+    return report
+
+
+# -- measuring on the development dialogues --------------------------------------------------
+def measure(parts: Parts, limit: int, protocols: tuple[str, ...]) -> dict[str, Any]:
+    train = parts.dialogues(TRAIN_FILE)
+    dev = parts.dialogues(DEV_FILE, limit)
+    model = DialogueModel.fit(train, parts.catalogue.items)
+    out: dict[str, Any] = {"dialogues": len(dev), "catalogue": dict(parts.catalogue.counts),
+                           "published R@10 (kept, removed)": PUBLISHED}  # fmt: skip
+    if "field" in protocols:
+        counts: Counter = Counter()
+        samples = samples_of(dev, counts)
+        retrievers = parts.field_retrievers(model)
+        started = time.monotonic()
+        lists = field_lists(samples, retrievers, FIELD_TEXT)
+        table = {n: field_rows(samples, [ls[n][:50] for ls in lists], parts.catalogue) for n in NAMES}
+        fused = hybrid(retrievers, FIELD_WEIGHTS)
+        ranked = [[c.item_id for c in fused.retrieve(field_profile(s, FIELD_TEXT), 50)] for s in samples]
+        table["fused"] = field_rows(samples, ranked, parts.catalogue)
+        out["field protocol"] = {n: {v: recall(rows) for v, rows in t.items()} for n, t in table.items()}
+        out["field protocol"]["seconds"] = round(time.monotonic() - started, 1)
+        out["field protocol"]["skipped while reading"] = dict(counts)
+        out["field protocol"]["unknown target ids"] = sum(t.movie not in parts.catalogue.items
+                                                          for s in samples for t in s.targets)  # fmt: skip
+    if "product" in protocols:
+        started = time.monotonic()
+        records = replay(dev, parts)
+        retrievers = parts.product_retrievers(model)
+        lists = product_lists(records, retrievers, parts.movielens.items)
+        to_ml = parts.ml_to_redial_mapped()
+        table = {n: product_rows(records, [ls[n][:50] for ls in lists], to_ml) for n in NAMES}
+        table["today's default (text 0.25, cf 1)"] = product_rows(
+            records, [fuse(ls, {"text": 0.25, "cf": 1.0}, RRF_K) for ls in lists], to_ml)  # fmt: skip
+        table["fused"] = product_rows(records, [fuse(ls, PRODUCT_WEIGHTS, RRF_K) for ls in lists], to_ml)
+        out["product protocol"] = {n: {v: recall(rows) for v, rows in t.items()} for n, t in table.items()}
+        out["product protocol"]["seconds"] = round(time.monotonic() - started, 1)
+        mapped = [to_ml.get(m) is not None for r in records for m, rep, _ in r["targets"] if not rep]
+        out["product protocol"]["targets in ml-latest-small"] = round(float(np.mean(mapped)), 4)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--data-dir", default="../shared/data", type=Path)
+    parser.add_argument("--cache-dir", default=None, type=Path)
     parser.add_argument("--dialogues", type=int, default=0, help="first N dialogues (0 = all)")
-    parser.add_argument("--retriever", default="hybrid", choices=("text", "cf", "hybrid"))
+    parser.add_argument("--protocol", choices=("field", "product", "both"), default="both")
+    parser.add_argument("--tune", action="store_true", help="cross-validate constants on the training dialogues")
+    parser.add_argument("--replayed", type=int, default=300,
+                        help="with --tune: training dialogues replayed through the chat engine (0 = all)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    config = RecommenderConfig().updated(
-        data={"dataset": "ml-latest-small", "data_dir": args.data_dir},
-        retrieval={"retriever": args.retriever, "candidates": max(KS)},
-        ranker={"kind": "passthrough"}, explainer={"kind": "template"},
-    )  # fmt: skip
-    rec = Recommender(config)
-    mapping = CatalogueMap(rec.items.values() if hasattr(rec.items, "values") else rec.items)
-    path = Path(args.data_dir) / "redial" / "dialogues.jsonl"
-    dialogues = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    dialogues = dialogues[: args.dialogues] if args.dialogues else dialogues
-    store = ProfileStore(Path(tempfile.mkdtemp()) / "redial.sqlite")
-    start = time.monotonic()
-    records: list[dict] = []
-    for n, dialogue in enumerate(tqdm(dialogues, desc="ReDial dialogues", unit="dialogue")):
-        records += replay(dialogue, rec, store, mapping, n)
-    print(json.dumps(summarise(records, len(dialogues), time.monotonic() - start), indent=2))
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    parts = Parts(args.data_dir, args.cache_dir)
+    if args.tune:
+        result = tune(parts, args.dialogues, args.replayed)
+    else:
+        protocols = ("field", "product") if args.protocol == "both" else (args.protocol,)
+        result = measure(parts, args.dialogues, protocols)
+    print(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":
