@@ -1,6 +1,7 @@
 """Simulated newcomers: how fast onboarding by dialogue reaches useful recommendations.
 
-    python benchmarks/onboarding.py --data-dir ../shared/data --users 100
+    python benchmarks/onboarding.py --data-dir ../shared/data --users 200 --seed 0 [--questions both]
+        [--composition today|new]
 
 Each test user's history is hidden; a simulator answers the onboarding questions from the user's
 hidden *training* history only (a genre question with their most-liked genre; "Have you seen X?"
@@ -8,6 +9,12 @@ with "Loved it" when X is a liked training item, "Not for me" when it is another
 "Haven't seen it" otherwise; once onboarding is over, it names its most recent liked training
 item). After 0, 1, 2, 3 and 5 answers the pipeline recommends 10 items and the held-out test item
 is looked up. Baselines on the same users: most-popular, and the full-history pipeline.
+
+``--questions``: ``split`` asks what the app asks (the popular film whose genres split the current
+candidates most evenly), ``random`` a film drawn at random (seeded) from the same popular pool, ``both``
+runs each on the same users. ``--composition new`` swaps the engine's retriever for the composition
+proposed by issue 14 (text, EASE, dialogue co-occurrence and suggestion popularity fused by RRF, under the
+quality prior); ``today`` keeps the configured pipeline. The collaborative model never sees the test items.
 """
 
 from __future__ import annotations
@@ -15,13 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from llmrec.baselines import TrainData, get_scorer
+from llmrec.chat import onboarding
 from llmrec.chat.engine import Conversation
 from llmrec.chat.store import ProfileStore
 from llmrec.config import RecommenderConfig
@@ -52,57 +62,132 @@ def answer(reply_text: str, liked: list[str], train: set[str], items, genres: li
     return "recommend"
 
 
+def random_questions(seed: int) -> Any:
+    """A stand-in for ``onboarding.next_item_question``: a film drawn at random from the same popular pool."""
+    rng = np.random.default_rng(seed)
+
+    def pick(state, items, popularity, pool) -> str | None:
+        asked = set(state.asked_items) | set(state.liked) | set(state.disliked) | set(state.seen)
+        popular = [i for i in sorted(popularity, key=lambda i: (-popularity[i], i)) if i in items and i not in asked]
+        popular = popular[: onboarding.POPULAR_POOL]
+        if state.wanted_genres:
+            popular = [i for i in popular if set(state.wanted_genres) & set(items[i].genres)] or popular
+        return str(popular[int(rng.integers(len(popular)))]) if popular else None
+
+    return pick
+
+
+def composed(rec: Recommender, data_dir: Path, test_items: dict[str, str]) -> Any:
+    """The issue-14 composition over the recommender's own parts (its EASE never saw the test items)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from redial import PRODUCT_WEIGHTS, RRF_K, hybrid
+
+    from llmrec.data.redial import TRAIN_FILE, load_dialogues, load_redial_catalogue
+    from llmrec.retrieval.collaborative import CollaborativeRetriever
+    from llmrec.retrieval.dialogue import DialogueModel, DialogueRetriever, SuggestionPopularityRetriever
+    from llmrec.retrieval.prior import PriorRetriever, QualityPrior
+    from llmrec.retrieval.text import TextRetriever
+
+    items = rec.items
+    counts = Counter(rec.dataset.interactions.item_ids.tolist())
+    catalogue = load_redial_catalogue(data_dir, popularity=counts)
+    model = DialogueModel.fit(load_dialogues(data_dir / TRAIN_FILE), catalogue.items)
+    to_model = {m: r for r, m in catalogue.to_movielens.items() if m in items}
+    inter = rec.dataset.interactions
+    keep = np.array([test_items.get(u) != i for u, i in zip(inter.user_ids, inter.item_ids)])
+    prior = QualityPrior.from_interactions(type(inter)(inter.user_ids[keep], inter.item_ids[keep], inter.ratings[keep],
+                                                       inter.timestamps[keep]))  # fmt: skip
+
+    def build(profile: UserProfile) -> Any:
+        scorer, seq = rec.collaborative
+        parts = {"text": TextRetriever(rec.index, rec.embedder, items=items),
+                 "cf": CollaborativeRetriever(scorer, seq, label="ease", items=items),
+                 "dialogue": DialogueRetriever(model, items, to_model=to_model),
+                 "popularity": SuggestionPopularityRetriever(model, items, to_model=to_model)}  # fmt: skip
+        return PriorRetriever(hybrid(parts, PRODUCT_WEIGHTS, RRF_K), prior, items)
+
+    return build
+
+
+def run(rec: Recommender, seq: Any, users: np.ndarray, popular: list[str], question: Any) -> dict[int, list[float]]:
+    original = onboarding.next_item_question
+    if question is not None:
+        onboarding.next_item_question = question
+    scores: dict[int, list[float]] = {n: [] for n in CHECKPOINTS}
+    store = ProfileStore(Path(tempfile.mkdtemp()) / "sim.sqlite")
+    try:
+        for u in users:
+            ids = [seq.item_ids[i] for i in seq.train(u)]
+            ratings = seq.ratings[u][: len(ids)]
+            liked = [i for i, r in zip(ids, ratings) if np.isnan(r) or r >= 4][::-1]  # most recent first
+            target = seq.item_ids[seq.test_target(u)]
+            genre_counts = Counter(g for i in liked for g in rec.items[i].genres)
+            genres = [g for g, _ in genre_counts.most_common(3)]
+            convo = Conversation(rec, store, f"sim-{seq.user_ids[u]}", k=10)
+            reply = convo.start()
+            used: set[str] = set()
+            for n in range(max(CHECKPOINTS) + 1):
+                if n in scores:
+                    profile = convo.profile()
+                    ranked = [r.item.item_id for r in rec.recommend(profile, k=10, explain=False).items]
+                    if not ranked:  # nothing known yet: what the app shows after "skip" is the popular list
+                        ranked = [i for i in popular if i not in profile.seen][:10]
+                    scores[n].append(ndcg_at_10(ranked, target))
+                reply = convo.handle(answer(reply.text, liked, set(ids), rec.items, genres, used))
+    finally:
+        onboarding.next_item_question = original
+    return scores
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    hits = [x > 0 for x in values]
+    return {"ndcg@10": round(float(np.mean(values)), 4), "recall@10": round(float(np.mean(hits)), 4),
+            "recall se": round(float(np.std(hits) / np.sqrt(len(hits))), 4)}  # fmt: skip
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", default="../shared/data")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default="../shared/data", type=Path)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--questions", choices=("split", "random", "both"), default="split")
+    parser.add_argument("--composition", choices=("today", "new"), default="today")
     args = parser.parse_args()
-    config = RecommenderConfig().updated(data={"dataset": "ml-latest-small", "data_dir": args.data_dir},
+    config = RecommenderConfig().updated(data={"dataset": "ml-latest-small", "data_dir": str(args.data_dir)},
                                          explainer={"kind": "template"}, ranker={"kind": "passthrough"})  # fmt: skip
+
     def fit_without_test_items(name: str, seq_data):  # the served model must not have seen the test items
         histories = tuple(s[:-1] for s in seq_data.sequences)
         return get_scorer(name).fit(TrainData(seq_data.n_users, seq_data.n_items, histories))
 
     rec = Recommender(config, scorer_factory=fit_without_test_items)
     seq = preprocess(rec.dataset)
+    test_items = {seq.user_ids[u]: seq.item_ids[seq.test_target(u)] for u in range(seq.n_users)}
+    if args.composition == "new":
+        build = composed(rec, args.data_dir, test_items)
+        rec.retriever = lambda profile: (build(profile), [])  # type: ignore[method-assign]
     counts = Counter(rec.dataset.interactions.item_ids.tolist())
     popular = [i for i, _ in counts.most_common(200)]
     rng = np.random.default_rng(args.seed)
     users = rng.choice(seq.n_users, size=min(args.users, seq.n_users), replace=False)
-    scores = {n: [] for n in CHECKPOINTS}
-    baseline = {"popularity": [], "full history": []}
-    store = ProfileStore(Path(tempfile.mkdtemp()) / "sim.sqlite")
+    out: dict[str, Any] = {"users": len(users), "seed": args.seed, "composition": args.composition}
+    modes = ("split", "random") if args.questions == "both" else (args.questions,)
+    for mode in modes:
+        question = random_questions(args.seed) if mode == "random" else None
+        scores = run(rec, seq, users, popular, question)
+        out[f"{mode} questions"] = {f"after {n} answers": summary(v) for n, v in scores.items()}
+    baseline: dict[str, list[float]] = {"popularity": [], "full history": []}
     for u in users:
-        ids = [seq.item_ids[i] for i in seq.train(u)]
-        ratings = seq.ratings[u][: len(ids)]
-        liked = [i for i, r in zip(ids, ratings) if np.isnan(r) or r >= 4][::-1]  # most recent first
-        target = seq.item_ids[seq.test_target(u)]
-        genre_counts = Counter(g for i in liked for g in rec.items[i].genres)
-        genres = [g for g, _ in genre_counts.most_common(3)]
-        convo = Conversation(rec, store, f"sim-{seq.user_ids[u]}", k=10)
-        reply = convo.start()
-        used: set[str] = set()
-        for n in range(max(CHECKPOINTS) + 1):
-            if n in scores:
-                profile = convo.profile()
-                ranked = [r.item.item_id for r in rec.recommend(profile, k=10, explain=False).items]
-                if not ranked:  # nothing known yet: what the app shows after "skip" is the popular list
-                    ranked = [i for i in popular if i not in profile.seen][:10]
-                scores[n].append(ndcg_at_10(ranked, target))
-            reply = convo.handle(answer(reply.text, liked, set(ids), rec.items, genres, used))
         seen = set(seq.item_ids[i] for i in seq.test_input(u))
+        target = seq.item_ids[seq.test_target(u)]
         baseline["popularity"].append(ndcg_at_10([i for i in popular if i not in seen][:10], target))
         inputs = seq.test_input(u)
         history = tuple(HistoryEntry(seq.item_ids[i], None if np.isnan(r) else float(r))
                         for i, r in zip(inputs, seq.ratings[u][: len(inputs)]))  # fmt: skip
         full = rec.recommend(UserProfile(user_id=seq.user_ids[u], history=history), k=10, explain=False)
         baseline["full history"].append(ndcg_at_10([r.item.item_id for r in full.items], target))
-    out = {f"after {n} answers": {"ndcg@10": float(np.mean(v)), "recall@10": float(np.mean([x > 0 for x in v]))}
-           for n, v in scores.items()}  # fmt: skip
-    out |= {k: {"ndcg@10": float(np.mean(v)), "recall@10": float(np.mean([x > 0 for x in v]))}
-            for k, v in baseline.items()}  # fmt: skip
-    print(json.dumps({"users": len(users), "results": out}, indent=2))
+    out |= {name: summary(v) for name, v in baseline.items()}
+    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from llmrec.data.redial import (
     Sample,
     load_dialogues,
     load_redial_catalogue,
+    protocol_hits,
     protocol_samples,
     written_out,
 )
@@ -158,6 +159,22 @@ class Parts:
         log.warning("%s: %s", path, report.describe())
         return found[:limit] if limit else found
 
+    @cached_property
+    def prior(self) -> Any:
+        """The quality prior from ml-latest-small's ratings (MovieLens ids)."""
+        from llmrec.retrieval.prior import QualityPrior
+
+        return QualityPrior.from_interactions(self.movielens.interactions)
+
+    @cached_property
+    def redial_prior(self) -> Any:
+        """The same prior keyed by ReDial ids (unmapped movies and films without ratings get 0)."""
+        from llmrec.retrieval.prior import QualityPrior
+
+        pairs = [(r, m) for r, m in self.catalogue.to_movielens.items() if m in self.prior.counts]
+        return QualityPrior({r: self.prior.counts[m] for r, m in pairs},
+                            {r: self.prior.means[m] for r, m in pairs if m in self.prior.means})  # fmt: skip
+
     def ml_to_redial_mapped(self) -> dict[str, str]:
         """ReDial id -> ml-latest-small id, for mapped movies in the rated catalogue."""
         return {r: m for r, m in self.catalogue.to_movielens.items() if m in self.movielens.items}
@@ -241,14 +258,8 @@ def field_lists(samples: list[Sample], retrievers: dict[str, Any], text: dict[st
 
 
 def field_rows(samples: list[Sample], ranked: list[list[str]], catalogue: Any) -> dict[str, list[list[bool]]]:
-    kept, removed = [], []
-    for sample, top in zip(samples, ranked):
-        for t in sample.targets:
-            row = hits(top, t.movie if t.movie in catalogue.items else None)
-            kept.append(row)
-            if not t.repeat:
-                removed.append(row)
-    return {"repeats kept": kept, "repeats removed": removed}
+    return {"repeats kept": protocol_hits(samples, ranked, KS, True, catalogue.items),
+            "repeats removed": protocol_hits(samples, ranked, KS, False, catalogue.items)}  # fmt: skip
 
 
 def samples_of(dialogues: list[Dialogue], counts: Counter) -> list[Sample]:
@@ -316,6 +327,26 @@ def product_lists(records: list[dict], retrievers: dict[str, Any], items: Any) -
             found = [c.item_id for c in r.retrieve(profile, DEPTH * (4 if keep else 1))]
             lists[name] = [i for i in found if keep is None or keep(items[i])][:DEPTH]
         out.append(lists)
+    return out
+
+
+def product_ranked(records: list[dict], retriever: Any, items: Any, k: int = 50) -> list[list[str]]:
+    """What ``Recommender.recommend`` would show for each record's state with ``retriever`` as its retriever:
+    nothing for a profile with nothing in it, a ten-times deeper pool when the chat's filter applies, and
+    the unfiltered list after the filtered one when the filter leaves fewer than ``k`` (the engine relaxes)."""
+    from llmrec.progress import progress
+
+    out = []
+    for record in progress(records, "product protocol, fused", unit="turn"):
+        profile, keep = product_profile(record)
+        if profile.is_newcomer and not profile.stated_preferences:
+            out.append([])
+            continue
+        found = retriever.retrieve(profile, k if keep is None else 10 * k)
+        ranked = [c.item_id for c in found if keep is None or keep(items[c.item_id])][:k]
+        if keep is not None and len(ranked) < k:
+            ranked += [c.item_id for c in retriever.retrieve(profile, k) if c.item_id not in ranked]
+        out.append(ranked[:k])
     return out
 
 
@@ -447,9 +478,13 @@ def measure(parts: Parts, limit: int, protocols: tuple[str, ...]) -> dict[str, A
         started = time.monotonic()
         lists = field_lists(samples, retrievers, FIELD_TEXT)
         table = {n: field_rows(samples, [ls[n][:50] for ls in lists], parts.catalogue) for n in NAMES}
+        from llmrec.retrieval.prior import PriorRetriever
+
         fused = hybrid(retrievers, FIELD_WEIGHTS)
-        ranked = [[c.item_id for c in fused.retrieve(field_profile(s, FIELD_TEXT), 50)] for s in samples]
-        table["fused"] = field_rows(samples, ranked, parts.catalogue)
+        for name, retriever in (("fused", fused),
+                                ("fused + prior", PriorRetriever(fused, parts.redial_prior, parts.catalogue.items))):
+            ranked = [[c.item_id for c in retriever.retrieve(field_profile(s, FIELD_TEXT), 50)] for s in samples]
+            table[name] = field_rows(samples, ranked, parts.catalogue)
         out["field protocol"] = {n: {v: recall(rows) for v, rows in t.items()} for n, t in table.items()}
         out["field protocol"]["seconds"] = round(time.monotonic() - started, 1)
         out["field protocol"]["skipped while reading"] = dict(counts)
@@ -462,9 +497,13 @@ def measure(parts: Parts, limit: int, protocols: tuple[str, ...]) -> dict[str, A
         lists = product_lists(records, retrievers, parts.movielens.items)
         to_ml = parts.ml_to_redial_mapped()
         table = {n: product_rows(records, [ls[n][:50] for ls in lists], to_ml) for n in NAMES}
-        table["today's default (text 0.25, cf 1)"] = product_rows(
-            records, [fuse(ls, {"text": 0.25, "cf": 1.0}, RRF_K) for ls in lists], to_ml)  # fmt: skip
-        table["fused"] = product_rows(records, [fuse(ls, PRODUCT_WEIGHTS, RRF_K) for ls in lists], to_ml)
+        from llmrec.retrieval.prior import PriorRetriever
+
+        proposed = hybrid(retrievers, PRODUCT_WEIGHTS)
+        for name, retriever in (("today's default (text 0.25, cf 1)", hybrid(retrievers, {"text": 0.25, "cf": 1.0})),
+                                ("fused", proposed),
+                                ("fused + prior", PriorRetriever(proposed, parts.prior, parts.movielens.items))):
+            table[name] = product_rows(records, product_ranked(records, retriever, parts.movielens.items), to_ml)
         out["product protocol"] = {n: {v: recall(rows) for v, rows in t.items()} for n, t in table.items()}
         out["product protocol"]["seconds"] = round(time.monotonic() - started, 1)
         mapped = [to_ml.get(m) is not None for r in records for m, rep, _ in r["targets"] if not rep]

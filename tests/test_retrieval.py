@@ -417,3 +417,14 @@ def test_hybrid_falls_back_to_text_when_the_data_is_too_small_for_cf(ds, tmp_pat
     assert result.retriever == "text" and any("5-core" in n for n in result.notes)
     with pytest.raises(DataError, match="too small"):
         rec.variant(retrieval={"retriever": "cf"}).recommend(rec.profile(user="u1"))
+
+
+def test_fuse_available_uses_the_weighted_retrievers_that_exist():
+    from llmrec.retrieval.fusion import fuse_available
+
+    a, b, c = Fixed("a", ["1", "2", "3"]), Fixed("b", ["3", "2", "1"]), Fixed("c", ["9"])
+    assert fuse_available({"a": a, "b": None}, {"a": 1.0, "b": 1.0}) is a
+    assert fuse_available({"a": None}, {"a": 1.0}) is None and fuse_available({"c": c}, {"a": 1.0}) is None
+    fused = fuse_available({"a": a, "b": b, "c": c}, {"a": 1.0, "b": 3.0, "c": 0.0}, rrf_k=1.0)
+    assert isinstance(fused, HybridRetriever) and fused.weights == (1.0, 3.0)
+    assert [x.item_id for x in fused.retrieve(UserProfile(), 3)] == ["3", "2", "1"]  # b's order weighs three times

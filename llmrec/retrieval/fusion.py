@@ -10,7 +10,7 @@ retrievers keeps every one's evidence: their plain-words lines ("people who like
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from llmrec.errors import ConfigError
@@ -77,3 +77,18 @@ def _merged(a: Evidence, b: Evidence) -> Evidence:
     """Both retrievers' evidence; both collaborative lines kept (``merge_evidence`` keeps the first only)."""
     lines = [line for e in (a, b) for line in (e.collaborative or "").split("; ") if line]
     return replace(merge_evidence(a, b), collaborative="; ".join(dict.fromkeys(lines)) or None)
+
+
+def fuse_available(parts: Mapping[str, Retriever | None], weights: Mapping[str, float], rrf_k: float = 60.0,
+                   method: str = "rrf") -> Retriever | None:  # fmt: skip
+    """The named retrievers that exist for this profile and have a positive weight, fused (one alone as is).
+
+    ``parts`` maps a name ("text", "cf", "dialogue", "popularity") to a retriever, or None where the profile
+    does not allow it (no history for the collaborative model); names without a weight are left out.
+    """
+    chosen = [(name, r) for name, r in parts.items() if r is not None and weights.get(name, 0.0) > 0]
+    if not chosen:
+        return None
+    if len(chosen) == 1:
+        return chosen[0][1]
+    return HybridRetriever([r for _, r in chosen], method=method, weights=[weights[n] for n, _ in chosen], rrf_k=rrf_k)
