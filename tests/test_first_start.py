@@ -25,7 +25,6 @@ from llmrec.index.precomputed import (
     Manifest,
     ShippedVectors,
     load_precomputed,
-    quantise,
     write_precomputed,
 )
 from llmrec.indexing import build_index, content_hash, store_spec, template_ref
@@ -85,14 +84,18 @@ def test_precomputed_vectors_are_copied_and_agree_with_computed_ones(shipped: Pa
     assert (report.embedded, report.precomputed, emb.texts) == (31, 29, 2)
 
 
-def test_int8_storage_keeps_cosine_above_0_9999():
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(500, 384)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    codes, scales = quantise(vectors)
-    back = codes.astype(np.float32) * scales[:, None]
-    back /= np.linalg.norm(back, axis=1, keepdims=True)
-    assert (back * vectors).sum(axis=1).min() >= 0.9999
+def test_vectors_with_the_wrong_length_are_refused(shipped, caplog):
+    path = shipped / "hashing-32.npz"
+    with np.load(path) as data:
+        keys, vectors = data["keys"], data["vectors"] * np.float16(1.5)  # well-formed file, wrong vectors
+    np.savez_compressed(path, keys=keys, vectors=vectors)
+    from llmrec.fileutil import sha256_file
+
+    _edit_manifest(shipped, vectors_sha256=sha256_file(path))
+    emb = Counting()
+    with caplog.at_level(logging.WARNING):
+        report, _ = build(catalogue(), emb, shipped)
+    assert (report.precomputed, emb.texts) == (0, 30) and "do not have the shape" in caplog.text
 
 
 def _corrupt_vectors(folder: Path) -> None:

@@ -8,8 +8,9 @@ new template or another data set simply falls back to the embedder: the file can
 Each file comes with a manifest (``<embedder>.json``) that records the embedder's ``fingerprint()`` (the sha256
 of the model files that decide the vectors), the vector file's own sha256, the dimension and how it was made.
 A manifest or file that does not check out is reported in one log line and ignored; the vectors are then
-computed as usual. Vectors are stored as int8 with one float32 scale per row (cosine >= 0.9999 with the
-float32 vectors; see docs/benchmarks/first_start.md).
+computed as usual. Vectors are stored as float16 (cosine >= 0.99999 with the float32 vectors and the same
+top-10 neighbours on 99 % of queries; int8 halved the size but changed 5-12 % of top-10 lists, see
+docs/benchmarks/first_start.md).
 
 ``python -m llmrec.index.precomputed --data-dir ../shared/data`` (re)makes the shipped file for ml-latest-small,
 with and without the ml-25m keywords (the second is what a GroupLens download gives).
@@ -69,10 +70,9 @@ class Manifest:
 class PrecomputedVectors:
     """Vectors by content hash, already verified (``load_precomputed``)."""
 
-    def __init__(self, keys: np.ndarray, codes: np.ndarray, scales: np.ndarray, manifest: Manifest) -> None:
+    def __init__(self, keys: np.ndarray, vectors: np.ndarray, manifest: Manifest) -> None:
         self.manifest = manifest
-        self._codes = codes
-        self._scales = scales
+        self._vectors = vectors
         self._row = {bytes(k): r for r, k in enumerate(keys)}
 
     def __len__(self) -> int:
@@ -85,17 +85,9 @@ class PrecomputedVectors:
         if not found:
             return {}
         index = np.fromiter(found.values(), dtype=np.int64, count=len(found))
-        vectors = self._codes[index].astype(np.float32) * self._scales[index, None]
+        vectors = self._vectors[index].astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return dict(zip(found, vectors))
-
-
-def quantise(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 codes and one float32 scale per row (row max maps to 127)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    scales = np.abs(vectors).max(axis=1) / 127.0
-    scales[scales == 0] = 1.0
-    return np.round(vectors / scales[:, None]).astype(np.int8), scales.astype(np.float32)
 
 
 def _problem(manifest: Manifest, embedder: Any, template: str | None) -> str | None:
@@ -138,18 +130,20 @@ def load_precomputed(embedder: Any, folder: str | Path = SHIPPED_DIR, template: 
             log.warning("precomputed vectors %s fail their checksum (corrupted or stale); %s", vectors_path, fix)
             return None
         with np.load(vectors_path, allow_pickle=False) as data:
-            keys, codes, scales = data["keys"], data["codes"], data["scales"]
+            keys, vectors = data["keys"], data["vectors"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("precomputed vectors %s are unreadable (%s: %s); %s", path, type(exc).__name__, exc, fix)
         return None
     n = manifest.count
-    if (keys.shape, keys.dtype, codes.shape, codes.dtype, scales.shape) != (
-        (n, KEY_BYTES), np.uint8, (n, manifest.dim), np.int8, (n,)
-    ) or not (np.isfinite(scales).all() and (scales > 0).all()):
-        log.warning("precomputed vectors %s do not have the shape their manifest states; %s", vectors_path, fix)
+    norms = np.linalg.norm(vectors.astype(np.float32), axis=1) if vectors.ndim == 2 else np.zeros(0)
+    if (keys.shape, keys.dtype, vectors.shape, vectors.dtype) != (
+        (n, KEY_BYTES), np.uint8, (n, manifest.dim), np.float16
+    ) or not (np.abs(norms - 1.0) < 1e-2).all():
+        log.warning("precomputed vectors %s do not have the shape and unit length their manifest promises; %s",
+                    vectors_path, fix)
         return None
     log.info("precomputed vectors for %s: %d items (%s)", embedder.name, n, ", ".join(manifest.datasets))
-    return PrecomputedVectors(keys, codes, scales, manifest)
+    return PrecomputedVectors(keys, vectors, manifest)
 
 
 class ShippedVectors:
@@ -179,18 +173,19 @@ def write_precomputed(texts: Mapping[str, str], embedder: Any, template: str, fo
         raise IndexStoreError("no item texts to precompute; check the data set")
     folder = Path(folder)
     hashes = sorted(texts, key=lambda h: (len(texts[h]), h))  # similar lengths share a batch: less padding
-    vectors = embedder.embed([texts[h] for h in hashes], show_progress=True)
-    codes, scales = quantise(vectors)
+    vectors = embedder.embed([texts[h] for h in hashes], show_progress=True).astype(np.float16)
     keys = np.frombuffer(b"".join(bytes.fromhex(h[: 2 * KEY_BYTES]) for h in hashes), dtype=np.uint8)
     target = folder / f"{embedder.name}.npz"
     with atomic_file(target) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, keys=keys.reshape(len(hashes), KEY_BYTES), codes=codes, scales=scales)
+            np.savez_compressed(fh, keys=keys.reshape(len(hashes), KEY_BYTES), vectors=vectors)
         digest = sha256_file(tmp)
+        tmp.chmod(0o644)  # package data: readable by everyone (the temporary file was private)
     manifest = Manifest(FORMAT, embedder.name, embedder.fingerprint(), int(embedder.dim), template, len(hashes),
                         target.name, digest, tuple(datasets), made_with)  # fmt: skip
     with atomic_file(folder / f"{embedder.name}.json") as tmp:
         tmp.write_text(json.dumps(asdict(manifest), indent=1) + "\n", encoding="utf-8")
+        tmp.chmod(0o644)
     return manifest
 
 
