@@ -109,6 +109,14 @@ class ExplainerConfig(_Section):
     _kind = field_validator("kind")(lambda value: _known("EXPLAINERS", value))
 
 
+class UnderstandingConfig(_Section):
+    kind: str = Field("llm", description="How chat messages are read: llm (the language model, schema-constrained, "
+                      "with rules for exact phrases and as the fallback) or rules.")  # fmt: skip
+    max_new_tokens: int = Field(96, ge=16, le=512, description="Longest reading the model may write, in tokens.")
+
+    _kind = field_validator("kind")(lambda value: _known("UNDERSTANDERS", value))
+
+
 class RecommenderConfig(_Section):
     data: DataConfig = DataConfig()
     embedder: EmbedderConfig = EmbedderConfig()
@@ -117,6 +125,7 @@ class RecommenderConfig(_Section):
     llm: LLMConfig = LLMConfig()
     ranker: RankerConfig = RankerConfig()
     explainer: ExplainerConfig = ExplainerConfig()
+    understanding: UnderstandingConfig = UnderstandingConfig()
     k: int = Field(10, ge=1, le=500, description="Recommendations returned.")
     seed: int = Field(0, description="Seed for everything random.")
     cache_dir: Path | None = Field(None, description="Cache folder; default ~/.cache/llmrec.")

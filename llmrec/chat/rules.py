@@ -1,152 +1,234 @@
-"""Understanding one chat message: what the user wants, and the titles, genres, decades and moods in it.
+"""Reading a message with rules: the fallback when the model fails, and the baseline it is measured against.
 
-Rules, not the LLM: intents in a recommender chat are few and their phrasings regular, and rules are
-fast, deterministic and testable. Titles are found by the catalogue matcher (``profile.resolve_title``)
-on the spans the rules pick out, so fuzzy spellings and years work; the engine asks when unsure.
+``exact_reading`` is the part that stays rules on purpose: whole messages that are a button, a quick
+reply chip or a fixed phrase ("quit", "forget me", "why the second one?", "Loved it", "Comedy") mean one
+thing, and reading them takes no time, so they never reach the model.
+
+``rule_reading`` reads anything else clause by clause: titles from the catalogue (``spot_titles``), after
+a verb ("I loved Inception") or capitalised; card positions and "it"; genre words; and the clause's
+stance from its words (hated, haven't seen, loved...), carried over "and"/commas, with "X > Y" and
+"loved both" handled. It is honest about what rules cannot do: the benchmark shows where it misses.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from llmrec.chat.intents import MOODS, ORDINALS, decades_in, genres_in
+from llmrec.chat.intents import MOODS, card_position, mood_words, ordinals_in
+from llmrec.chat.linking import Catalogue
+from llmrec.chat.mentions import _EVERYDAY, spot_titles
+from llmrec.chat.understanding import Reading, ReadingContext
+from llmrec.profile import normalise_title
 
-_HASH_NUMBER = re.compile(r"(?:#|number\s+|no\.\s*)(\d{1,2})\b")
-_ORDINAL_WORDS = "|".join(sorted(ORDINALS, key=len, reverse=True))
-_ORDINAL = re.compile(rf"\b({_ORDINAL_WORDS})\b(?:\s+(?:one|movie|film|pick))?")
-_QUOTED = re.compile(r"[\"“”']([^\"“”']{2,120})[\"“”']")
-_NEGATED = re.compile(r"\b(?:no|not|nothing|without|avoid|hate|don't like|dont like|no more)\s+([\w\s-]{2,40})")
+# Requests --------------------------------------------------------------------------------------------------
+_CHIP_WORDS = r"(?:please|pls|thanks|thank you|now|then|maybe|instead|ok|okay)"
+EXACT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(rf"^\s*(?:{pattern})\s*(?:,?\s*{_CHIP_WORDS})?\s*[.!?]*\s*$", re.IGNORECASE))
+    for kind, pattern in (
+        ("quit", r"quit|exit|bye|goodbye|bye bye|stop"),
+        ("forget", r"forget me|forget about me|forget everything|delete my (?:data|profile|history)|"
+                   r"delete everything|forget me please"),
+        ("restart", r"start over|restart|reset|start again|fresh start"),
+        ("help", r"help|\?|what can you do|how does this work"),
+        ("skip", r"skip|pass|no idea|dunno|don'?t know|not sure|next question|whatever"),
+        ("recommend", r"recommend|recommend something|recommend me something|just recommend|go|ready|"
+                      r"show me|surprise me|give me something|let'?s see"),
+        ("newer", r"something newer|newer|more recent|newer ones?"),
+        ("older", r"something older|older|older ones?"),
+        ("lighter", r"something lighter|lighter|something funnier"),
+        ("darker", r"something darker|darker"),
+        ("less_violent", r"less violent|something less violent"),
+        ("different", r"something (?:else|different)|different ones?|others?"),
+        ("chat", r"hi|hello|hey|hi there|hello there|thanks|thank you|thx|cool|nice|great|ok|okay"),
+    )
+)  # fmt: skip
+_WHY_CARD = re.compile(r"^\s*(?:why|how come|explain)(?:\s+(?:(?:the|that)\s+)?(.{1,20}?))?\s*\??\s*$", re.I)
+_MORE_LIKE_CARD = re.compile(r"^\s*more like (?:the |that )?(.{1,20}?)\s*(?:please)?\s*[.!?]*\s*$", re.I)
+_STANCE_CHIPS = {"loved it": "liked", "liked it": "liked", "love it": "liked", "not for me": "disliked",
+                 "didn't like it": "disliked", "haven't seen it": "not_seen", "not seen it": "not_seen",
+                 "seen it": "seen", "already seen it": "seen"}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Intent:
-    kind: str  # see classify()
-    text: str
-    titles: tuple[str, ...] = ()  # raw title spans, resolved by the engine
-    ordinals: tuple[int, ...] = ()  # 1-based positions in the last list shown; -1 = last
-    genres: tuple[str, ...] = ()
-    avoid_genres: tuple[str, ...] = ()
-    decades: tuple[int, ...] = ()
-    refine: str = ""  # newer | older | shorter | less-violent | lighter | darker | more-like | different
+def exact_reading(text: str, context: ReadingContext) -> Reading | None:
+    """The reading of a message that is a chip, a button or a fixed phrase; None for anything else."""
+    lower = " ".join(text.lower().split()).strip()
+    if lower.rstrip(".! ") in _STANCE_CHIPS and context.focus:
+        return Reading(**{_STANCE_CHIPS[lower.rstrip(".! ")]: ["it"]})
+    if context.pending and (choice := _pending_choice(lower, context)) is not None:
+        return Reading(requests=["skip"]) if choice == "none" else Reading(mentioned=[choice])
+    for kind, pattern in EXACT:
+        if pattern.match(lower):
+            return Reading(requests=[kind])
+    for pattern, kind in ((_WHY_CARD, "why"), (_MORE_LIKE_CARD, "more_like")):
+        if m := pattern.match(lower):
+            target = (m.group(1) or "").strip()
+            if not target or target in ("one", "this", "that", "it") or card_position(target) is not None:
+                return Reading(asked=[target] if target else [], requests=[kind])
+    words = mood_words(lower)
+    leftover = lower
+    for word in words:
+        leftover = leftover.replace(word, " ", 1)
+    if words and len(lower) <= 40 and re.fullmatch(r"[\s,&/]*(?:(?:and|or)[\s,&/]*)*", leftover):  # genre chips
+        return Reading(liked=[text.strip()])
+    return None
 
 
-_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+def _pending_choice(lower: str, context: ReadingContext) -> str | None:
+    """The option of an open "which one did you mean?" question a message picks: its title, year or position;
+    "none" to drop the question; None when the message is about something else."""
+    if re.search(r"\bnone\b|\bneither\b|\bnot (?:these|those|any)\b", lower):
+        return "none"
+    for _, title in context.pending:
+        year = re.search(r"\((\d{4})\)$", title)
+        if title.lower() in lower or (year and re.search(rf"\b{year.group(1)}\b", lower)):
+            return title
+    position = card_position(lower.replace("one", "").strip()) or card_position(lower)
+    if position is not None and (position == -1 or 0 < position <= len(context.pending)):
+        return context.pending[position if position == -1 else position - 1][1]
+    return None
+
+
+_REQUESTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern, re.IGNORECASE))
     for kind, pattern in (
-        ("quit", r"^\s*(?:quit|exit|bye|goodbye)\s*[.!]?\s*$"),
-        ("forget", r"\bforget (?:me|about me|everything)\b|\bdelete (?:my|all my) (?:data|profile|history)\b"),
-        ("restart", r"^\s*(?:start over|restart|reset|start again|new start)\b"),
-        ("skip", r"^\s*(?:skip|pass|no idea|don'?t know|dunno|not sure|next question|whatever|any)\s*[.!]?\s*$"),
-        ("why_not", r"\bwhy (?:not|didn'?t you (?:recommend|suggest|pick)|no)\b"),
-        ("why", r"\bwhy\b|\bexplain\b|\bhow come\b|\breason\b"),
-        ("seen", r"\b(?:seen|watched|saw) (?:it|that|this|them|those|already)\b|\balready (?:seen|watched|saw)\b"),
-        ("dislike", r"\b(?:dislike[ds]?|hated?|(?:didn'?t|did not|don'?t|do not|does not|doesn'?t) (?:like|enjoy|love)|"
-                    r"not for me|not interested|not a fan|boring|awful|terrible)\b"),
-        ("refine", r"\b(?:newer|older|more recent|shorter|less (?:violent|scary|dark|gory)|lighter|darker|"
-                   r"funnier|more like|similar to|something (?:else|different)|different)\b"),
-        ("like", r"\b(?:like|liked|love|loved|adore|enjoy(?:ed)?|favou?rites?|great|fantastic|amazing)\b"),
-        ("recommend", r"\b(?:recommend|suggest|what (?:should|can|could) i watch|show me|give me|more|another|"
-                      r"ideas?|options?|anything|go|ready|let'?s see)\b"),
-        ("help", r"^\s*(?:help|\?|what can you do|how does this work)\s*\??\s*$"),
+        ("forget", r"\bforget (?:me|about me|everything)\b|\b(?:delete|remove) (?:my|all my) (?:data|profile|history)"),
+        ("restart", r"\b(?:start over|restart|start again|from scratch)\b|^reset\b"),
+        ("why_not", r"\bwhy (?:not|isn'?t|didn'?t you (?:recommend|suggest|pick))\b|"
+                    r"\bhow come (?:you )?(?:didn'?t|not)"),
+        ("why", r"\bwhy\b(?! not)|\bexplain\b|\bhow come\b"),
+        ("more_like", r"\bmore like\b|\bsimilar to\b|\bsomething like\b|\bmore of (?:that|those|this)\b"),
+        ("newer", r"\bnewer\b|\bmore recent\b|\brecent ones?\b"),
+        ("older", r"\bolder (?:ones|films|movies|stuff)\b|\banything older\b|^older\b"),
+        ("lighter", r"\blighter\b|\bmore cheerful\b|\bless dark\b|\bfunnier\b|\bhappier\b"),
+        ("darker", r"\bdarker\b"),
+        ("less_violent", r"\bless violent\b|\btoo violent\b|\bless gory\b"),
+        ("shorter", r"\bshorter\b"),
+        ("different", r"\bsomething (?:else|different)\b|\bother options\b|\bdifferent ones\b|\bnone of these\b"),
+        ("recommend", r"\b(?:recommend|suggest|what (?:should|can|could) i watch|give me|show me|any (?:good )?\w+"
+                      r"(?: movies| films)?\?|ideas|in the mood for|feel like watching|i want (?:a|some|something)|"
+                      r"i need a|worth watching)\b"),
+        ("quit", r"\b(?:goodbye|bye)\b"),
+        ("help", r"\bhow does this work\b|\bwhat can you do\b"),
     )
 )  # fmt: skip
 
 
-def _refine_kind(lower: str) -> str:
-    for key, words in (
-        ("less-violent", ("less violent", "less gory", "less scary", "nothing violent", "not violent", "gentler")),
-        ("newer", ("newer", "more recent", "recent")),
-        ("older", ("older", "classic")),
-        ("shorter", ("shorter", "short")),
-        ("lighter", ("lighter", "funnier", "less dark", "happier")),
-        ("darker", ("darker", "more serious")),
-        ("more-like", ("more like", "similar to", "like the")),
-        ("different", ("something else", "something different", "different")),
-    ):
-        if any(w in lower for w in words):
-            return key
-    return ""
+def rule_requests(lower: str) -> list[str]:
+    found = [kind for kind, pattern in _REQUESTS if pattern.search(lower)]
+    if "why_not" in found and "why" in found:
+        found.remove("why")
+    if "why" in found or "why_not" in found:
+        found = [k for k in found if k != "recommend"]
+    if any(k in found for k in ("more_like", "newer", "older", "lighter", "darker", "less_violent", "different")):
+        found = [k for k in found if k != "recommend"]
+    return found[:4]
 
 
-def _ordinals(lower: str) -> tuple[int, ...]:
-    found = [int(n) for n in _HASH_NUMBER.findall(lower)]
-    found += [ORDINALS[m] for m in _ORDINAL.findall(lower)]
-    return tuple(dict.fromkeys(found))
-
-
-_TITLE_AFTER = re.compile(
-    r"\b(?:liked|like|love|loved|adore|enjoyed|enjoy|hated|hate|dislike|seen|watched|saw|about|recommend|"
-    r"suggest|why not|why|more like|similar to|than)\s+(.+)$",
-    re.IGNORECASE,
-)
-_TRAILING = re.compile(r"\s*(?:[?.!]+|\b(?:too|a lot|very much|so much|please|instead|then)\b)\s*$", re.IGNORECASE)
-
-
-def title_spans(text: str) -> tuple[str, ...]:
-    """Phrases that may be titles: quoted text, or what follows a verb like 'loved' split on 'and'/commas."""
-    quoted = tuple(q.strip() for q in _QUOTED.findall(text))
-    if quoted:
-        return quoted
-    match = _TITLE_AFTER.search(text)
-    if not match:
-        return ()
-    tail = match.group(1)
-    tail = re.sub(r"^(?:you\s+(?:recommend|suggest)(?:ed)?\s+|did you (?:recommend|suggest)\s+|the movie\s+|it\b)",
-                  "", tail.strip(), flags=re.IGNORECASE)  # fmt: skip
-    while True:
-        trimmed = _TRAILING.sub("", tail)
-        if trimmed == tail:
-            break
-        tail = trimmed
-    parts = re.split(r"\s*(?:,|;|\band\b|\bor\b|&)\s*", tail)
-    return tuple(p for p in (_clean_span(part) for part in parts) if p)
-
-
-_FILLER = frozenset("me us something anything it that this them those one ones movie movies film films some more "
-                    "stuff things".split())  # fmt: skip
-
-
-def _clean_span(span: str) -> str:
-    """A span that could be a title, or '' for fillers, ordinals, genre and mood phrases."""
-    span = re.sub(r"^(?:me|us|to watch|watching|to see|seeing)\s+", "", span.strip(" '\""), flags=re.IGNORECASE)
-    lower = span.lower()
-    words = re.findall(r"[\w'-]+", lower)
-    if len(span) < 2 or not words or all(w in _FILLER for w in words):
-        return ""
-    if _HASH_NUMBER.search(lower) or re.fullmatch(rf"(?:the\s+)?{_ORDINAL.pattern}", lower):
-        return ""
-    if _NEGATED.match(lower) or all(w in _FILLER or w in MOODS or w in ("nothing", "no", "not") for w in words):
-        return ""
-    if any(f" {m} " in f" {lower} " for m in MOODS if " " in m or "-" in m) and all(
-        w in _FILLER or any(w in m for m in MOODS) for w in words
-    ):
-        return ""
-    return span
-
-
-def classify(text: str) -> Intent:
-    """The intent of one message (``other`` when nothing matches)."""
-    lower = " ".join(text.lower().split())
-    kind = "other"
-    for name, pattern in _PATTERNS:
-        if pattern.search(lower):
-            kind = name
-            break
-    genres, avoid = genres_in(lower)
-    titles = () if kind in ("quit", "forget", "restart", "skip", "help") else title_spans(text)
-    if kind in ("like", "other") and not titles and (genres or avoid or decades_in(lower)):
-        kind = "preference"
-    refine = _refine_kind(lower) if kind in ("refine", "dislike", "other", "preference") else ""
-    if refine and kind in ("other", "preference"):
-        kind = "refine"
-    return Intent(
-        kind=kind,
-        text=text,
-        titles=titles,
-        ordinals=_ordinals(lower),
-        genres=genres,
-        avoid_genres=avoid,
-        decades=decades_in(lower),
-        refine=refine,
+# Stances ---------------------------------------------------------------------------------------------------
+_STANCES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (stance, re.compile(pattern, re.IGNORECASE))
+    for stance, pattern in (
+        ("asked", r"^\s*(?:why|how come|explain|what about|tell me about|what'?s|more like|something like|"
+                  r"similar to)\b|\bwhy (?:not|isn'?t)\b"),
+        ("not_seen", r"\b(?:haven'?t|have not|never|not|didn'?t|did not)\s+(?:yet\s+)?(?:seen|watched|see|watch)\b"),
+        ("disliked", r"\b(?:hated?|dislike[ds]?|(?:didn'?t|did not|don'?t|do not|does not|doesn'?t)\s+(?:really\s+)?"
+                     r"(?:like|enjoy|love|care for)|(?:couldn'?t|can'?t|cannot) stand|not (?:a fan|for me|into|my)|"
+                     r"isn'?t for me|boring|bored|awful|terrible|worst|overrated|overated|overhyped|letdown|let down|"
+                     r"disappointing|dumb|stupid|cheesy|exhausting|too (?:long|slow|scary|violent|intense|crude)|"
+                     r"put me to sleep|never again|nope|nah|not the|meh)\b"),
+        ("interested", r"\b(?:want to (?:see|watch)|sounds (?:good|great|interesting)|check (?:it|that) out|"
+                       r"on my (?:list|watchlist)|rather watch|would watch|i'?d watch)\b"),
+        ("liked", r"\b(?:lov(?:e|ed|es|ing)|lik(?:e|ed|es)|enjoy(?:ed|s)?|adore[ds]?|favou?rite[s]?|great|amazing|"
+                  r"awesome|brilliant|masterpiece[s]?|best|fantastic|excellent|fun|beautiful|genius|classic|sweet|"
+                  r"lovely|clever|good|obsessed|forever|blast|peak|insane|charming|adorable|tradition|ritual|"
+                  r"must|comfort|life|funniest|funny|tense|prefer|better)\b|[😍❤😭]|>"),
+        ("seen", r"\b(?:seen|saw|watched|already|finished)\b|\bwas (?:ok|okay|alright|fine)\b"),
     )
+)  # fmt: skip
+_CLAUSE = re.compile(r"[.!?;]+\s*|\s*,?\s*\b(?:but|though|although|however|whereas|while|except)\b\s*|\s+>+\s+|"
+                     r"\s+(?:over|than)\s+", re.IGNORECASE)  # fmt: skip
+_TITLE_AFTER = re.compile(r"\b(?:liked|like|love|loved|adore|enjoyed|enjoy|hated|hate|dislike|seen|watched|saw|"
+                          r"about|why not|why|more like|similar to|than|over|finished|watching|watch)\s+(.+)$", re.I)
+_ASIDE = re.compile(r"^(?:(?:did |do |would |could |can )?you\s+(?:recommend|suggest|pick|choose)(?:ed)?\s+(?:me\s+)?|"
+                    r"the movie\s+|the film\s+|it\b\s*)", re.IGNORECASE)  # fmt: skip
+_SPLIT = re.compile(r"\s*(?:,|;|\band\b|&|\bor\b)\s*", re.IGNORECASE)
+_STOP = re.compile(r"\s+(?:is|was|were|are|last|yesterday|tonight|again|too|a lot|so much|with|at|for|in|on|"
+                   r"both|because|it|and then)\b.*$", re.IGNORECASE)  # fmt: skip
+_CAPITALISED = re.compile(r"\b([A-Z][\w'’:&.-]*(?:\s+(?:of|the|a|an|in|and|to|on|[A-Z0-9][\w'’:&.-]*))*)")
+
+
+def clause_stance(lower: str) -> str | None:
+    for stance, pattern in _STANCES:
+        if pattern.search(lower):
+            return stance
+    return None
+
+
+def _film_phrases(clause: str, catalogue: Catalogue) -> list[str]:
+    """Phrases of a clause that name films: catalogue titles, the words after a verb, capitalised titles,
+    card positions, and "it"."""
+    found: list[str] = [catalogue.items[m.item_id].display_title
+                        for m in spot_titles(clause, catalogue.items, catalogue.popularity)]  # fmt: skip
+    keys = {normalise_title(f.rsplit(" (", 1)[0]) for f in found}
+
+    def add(phrase: str) -> None:
+        phrase = _STOP.sub("", phrase).strip(" .,!?\"'")
+        key = normalise_title(phrase)
+        words = phrase.lower().split()
+        if not key or key in keys or all(w in _EVERYDAY or w in MOODS for w in words) or mood_words(phrase.lower()):
+            return
+        if any(key in k for k in keys):
+            return
+        keys.add(key)
+        found.append(phrase)
+
+    if m := _TITLE_AFTER.search(clause):
+        tail = _ASIDE.sub("", m.group(1).strip())
+        for part in _SPLIT.split(tail):
+            if not ordinals_in(part.lower()):
+                add(part)
+    for m in _CAPITALISED.finditer(clause):
+        phrase = m.group(1)
+        if phrase.split()[0].lower() not in _EVERYDAY and phrase not in ("I", "I'm", "I've", "OK"):
+            add(phrase)
+    lower = clause.lower()
+    for m in re.finditer(r"\b(?:the\s+)?(?:first|second|third|fourth|fifth|last|1st|2nd|3rd|4th|5th)(?:\s+(?:one|"
+                         r"pick|movie|film))?\b|#\d\b", lower):  # fmt: skip
+        found.append(m.group(0))
+    if not found and re.search(r"\b(?:it|that one|this one)\b", lower):
+        found.append("it")
+    return found
+
+
+def rule_reading(text: str, context: ReadingContext, catalogue: Catalogue) -> Reading:
+    """The reading of ``text`` by rules (see the module docstring)."""
+    lists: dict[str, list[str]] = {}
+    lower_text = " ".join(text.lower().split())
+    previous: list[tuple[str, str]] = []  # (stance, phrase) of the clause before
+    for clause in [c for c in _CLAUSE.split(text) if c and c.strip()]:
+        lower = " ".join(clause.lower().split())
+        stance = clause_stance(lower)
+        films = _film_phrases(clause, catalogue)
+        if not films and stance in ("liked", "disliked", "seen") and re.search(r"\b(?:both|all of them|them)\b", lower):
+            for n, (old, phrase) in enumerate(previous):  # "Aliens > Alien. Loved both"
+                if old in ("mentioned", "liked"):
+                    previous[n] = (stance, phrase)
+            continue
+        lists = _merge(lists, previous)
+        previous = [(stance or "mentioned", f) for f in films]
+        for word in mood_words(lower):
+            negated = re.search(rf"\b(?:no|not|nothing|without|avoid|hate|don'?t like|not into|can'?t stand|"
+                                rf"dislike|no more)\b(?:\s+\w+){{0,3}}\s+{re.escape(word)}", lower)  # fmt: skip
+            kind = "disliked" if negated or (stance == "disliked" and not films) else "liked"
+            lists.setdefault(kind, []).append(word)
+    lists = _merge(lists, previous)
+    if ">" in text and lists.get("mentioned"):  # "X > Y": the first is preferred
+        first = lists["mentioned"].pop(0)
+        lists.setdefault("liked", []).insert(0, first)
+    return Reading(**{k: v[:8] for k, v in lists.items() if v}, requests=rule_requests(lower_text))
+
+
+def _merge(lists: dict[str, list[str]], pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    for stance, phrase in pairs:
+        lists.setdefault(stance, []).append(phrase)
+    return lists

@@ -1,8 +1,9 @@
 """What a conversation remembers about a user, as plain JSON-ready dataclasses.
 
-The state is the profile as the chat knows it (liked, disliked, seen; stated preferences; genre,
-decade and tone constraints), the recommendations shown with the evidence recorded when they were
-shown, and where onboarding stands. ``to_profile`` turns it into the ``UserProfile`` the pipeline uses.
+The state is the profile as the chat knows it (liked, disliked, seen; stated preferences, themes and
+people; genre, year and theme constraints), the recommendations shown with the evidence recorded when
+they were shown, and where onboarding stands. ``to_profile`` turns it into the ``UserProfile`` the
+pipeline uses, its limits as the profile's ``Constraints`` (which the pipeline applies).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llmrec.types import Evidence, HistoryEntry, UserProfile
+from llmrec.types import Constraints, Evidence, HistoryEntry, UserProfile
 
 LIKED_RATING = 5.0
 DISLIKED_RATING = 1.0
@@ -44,6 +45,8 @@ class ChatState:
     disliked: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     preferences: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)  # people the user likes (names the catalogue's tags know)
+    topics: list[str] = field(default_factory=list)  # themes the user wants (tags and keywords the catalogue knows)
     wanted_genres: list[str] = field(default_factory=list)
     avoided_genres: list[str] = field(default_factory=list)
     avoided_keywords: list[str] = field(default_factory=list)
@@ -83,6 +86,11 @@ class ChatState:
         preferences = list(base.stated_preferences) + self.preferences
         if self.wanted_genres:
             preferences.append(" or ".join(self.wanted_genres) + " movies")
+        if self.topics or self.people:
+            preferences.append("movies about " + ", ".join([*self.topics, *self.people]))
+        constraints = Constraints(wanted_genres=tuple(self.wanted_genres), avoided_genres=tuple(self.avoided_genres),
+                                  year_min=self.year_min, year_max=self.year_max,
+                                  avoided_keywords=tuple(self.avoided_keywords))  # fmt: skip
         return UserProfile(
             user_id=self.user_id,
             history=tuple(history),
@@ -90,4 +98,5 @@ class ChatState:
             disliked=tuple(dict.fromkeys([*base.disliked, *self.disliked])),
             excluded=tuple(dict.fromkeys([*base.excluded, *self.seen])),
             notes=base.notes,
+            constraints=constraints,
         )

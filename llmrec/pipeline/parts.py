@@ -71,6 +71,7 @@ RANKERS: Registry[Any] = Registry("ranker", "--ranker / ranker.kind")
 EXPLAINERS: Registry[Any] = Registry("explainer", "--explainer / explainer.kind")
 RETRIEVERS: Registry[Any] = Registry("retriever", "--retriever / retrieval.retriever")
 LLM_BACKENDS: Registry[Any] = Registry("language-model backend", "llm.backend")
+UNDERSTANDERS: Registry[Any] = Registry("understander", "understanding.kind")
 _BUILTINS = False
 
 
@@ -250,6 +251,25 @@ def _hybrid_retriever(config: RecommenderConfig, owner: Any, profile: UserProfil
     return HybridRetriever([text, cf], weights=(HYBRID_TEXT_WEIGHT, 1.0)), notes
 
 
+# Understanders (reading chat messages) ------------------------------------------------------------------
+def build_understander(config: RecommenderConfig, owner: Any) -> Any:
+    """The configured reader of chat messages; the language model is built only when a message needs it."""
+    return UNDERSTANDERS.spec(config.understanding.kind).build(config, owner)
+
+
+def _llm_understander(config: RecommenderConfig, owner: Any) -> Any:
+    from llmrec.chat.readers import LLMUnderstander, popularity_of
+
+    return LLMUnderstander(lambda: owner.llm, owner.items, lambda: popularity_of(owner.dataset),
+                           max_new_tokens=config.understanding.max_new_tokens)  # fmt: skip
+
+
+def _rule_understander(config: RecommenderConfig, owner: Any) -> Any:
+    from llmrec.chat.readers import RuleUnderstander, popularity_of
+
+    return RuleUnderstander(owner.items, lambda: popularity_of(owner.dataset))
+
+
 # Registration -------------------------------------------------------------------------------------
 def register_builtin_parts() -> None:
     """Register the built-in kinds (called once, on first use of any registry)."""
@@ -264,6 +284,8 @@ def register_builtin_parts() -> None:
     RETRIEVERS.register("hybrid", "Text and collaborative, fused", _hybrid_retriever, needs_text=True)
     RETRIEVERS.register("text", "Text similarity (vector store)", _text_retriever, needs_text=True)
     RETRIEVERS.register("cf", "Collaborative model", _cf_retriever)
+    UNDERSTANDERS.register("llm", "The language model reads each message", _llm_understander, needs_llm=True)
+    UNDERSTANDERS.register("rules", "Rules read each message (fast)", _rule_understander)
 
 
 def _ensure_builtins() -> None:

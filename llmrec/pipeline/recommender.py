@@ -119,6 +119,11 @@ class Recommender:
         return parts.build_explainer(self.config, self)
 
     @cached_property
+    def understander(self) -> Any:
+        """What reads chat messages (``understanding.kind``); the language model loads on the first message."""
+        return parts.build_understander(self.config, self)
+
+    @cached_property
     def template_explainer(self) -> Any:
         """Explanations from the evidence alone: instant, used when the caller wants no model call."""
         return parts.build_evidence_explainer(self.config, self)
