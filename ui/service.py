@@ -20,6 +20,7 @@ from llmrec import errors
 from llmrec.chat.engine import Conversation
 from llmrec.chat.store import open_profile_store
 from llmrec.errors import LlmrecError
+from llmrec.index.lock import StoreBusyError
 from llmrec.pipeline.parts import EXPLAINERS, RANKERS
 from ui.limits import Admission, Busy, Limits
 
@@ -41,30 +42,35 @@ class Choice:
 
 def store_is_busy(exc: BaseException) -> bool:
     """Whether ``exc`` says another process is writing the vector store (wait and retry, not fail)."""
-    typed = getattr(errors, "StoreBusyError", None)
-    if typed is not None and isinstance(exc, typed):
-        return True
-    if getattr(exc, "busy", False) is True:
-        return True
-    return isinstance(exc, errors.IndexStoreError) and "being written by another process" in str(exc)
+    return isinstance(exc, StoreBusyError) or (isinstance(exc, errors.IndexStoreError)
+                                               and "being written by another process" in str(exc))  # fmt: skip
 
 
-class GatedRecommender:
-    """The shared recommender as one session sees it: its model calls pass the admission door first."""
+class Gated:
+    """``target`` as one session sees it: each call of a method in ``methods`` (every method when None) passes
+    the admission door first (re-entrant, so a call made inside another passes once)."""
 
-    def __init__(self, recommender: Any, admission: Admission, key: str) -> None:
-        self._rec, self._admission, self._key = recommender, admission, key
-
-    def recommend(self, *args: Any, **kwargs: Any) -> Any:
-        with self._admission.enter(self._key):
-            return self._rec.recommend(*args, **kwargs)
-
-    def why(self, *args: Any, **kwargs: Any) -> Any:
-        with self._admission.enter(self._key):
-            return self._rec.why(*args, **kwargs)
+    def __init__(self, target: Any, admission: Admission, key: str, methods: frozenset[str] | None = None) -> None:
+        self._target, self._admission, self._key, self._methods = target, admission, key, methods
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._rec, name)
+        found = getattr(self._target, name)
+        if name == "understander" and getattr(found, "name", "rules") != "rules":  # a model reads each message
+            return Gated(found, self._admission, self._key)
+        if not callable(found) or (self._methods is not None and name not in self._methods):
+            return found
+
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            with self._admission.enter(self._key):
+                return found(*args, **kwargs)
+
+        return gated
+
+
+def gated_recommender(recommender: Any, admission: Admission, key: str) -> Gated:
+    """The shared recommender as one session sees it: ``recommend``, ``why`` and the understander's calls (the
+    model calls) pass the door; the catalogue, profiles and the rest are read at once."""
+    return Gated(recommender, admission, key, frozenset({"recommend", "why"}))
 
 
 class Service:
@@ -109,6 +115,7 @@ class Service:
             items = base.items
             self.genres = sorted({g for item in items.values() for g in item.genres if not g.startswith("(")})
             self.catalogue.set()
+            self._wait_for_writer()
             while True:
                 self._stage, self._state = ("Preparing the search index and models (the first run builds the index: "
                                             "minutes)", "loading")  # fmt: skip
@@ -122,8 +129,7 @@ class Service:
                     if not store_is_busy(exc):
                         raise
                     log.info("waiting for another process to finish the vector store: %s", exc)
-                    self._stage, self._state = ("Waiting for another process to finish building the search index; "
-                                                "I'll be ready by myself", "waiting")  # fmt: skip
+                    self._waiting(getattr(exc, "busy", None))
                     time.sleep(RETRY_S)
             self._stage, self._state = f"Ready · {self.label} · {len(items):,} titles", "ready"
             log.info("recommender ready in %.1f s", time.perf_counter() - started)
@@ -135,6 +141,25 @@ class Service:
         finally:
             self.catalogue.set()
             self.ready.set()
+
+    def _waiting(self, busy: Any = None) -> None:
+        done, total = getattr(busy, "done", None), getattr(busy, "total", None)
+        progress = f" ({done or 0:,} of {total:,} items)" if total else ""
+        self._stage = (f"Waiting for another process to finish building the search index{progress}; I'll be ready "
+                       "by myself")  # fmt: skip
+        self._state = "waiting"
+
+    def _wait_for_writer(self) -> None:
+        """Return once no other process writes the vector store, saying meanwhile that the app waits for it
+        (``llmrec.pipeline.stores.wait_for_store``; the recommender would wait too, but silently)."""
+        from llmrec.pipeline.stores import wait_for_store
+
+        cfg = self.base.config
+        try:
+            wait_for_store(self.base.dataset.name, cfg.embedder.name, cfg.cache_dir, cfg.index.store,
+                           cfg.index.chroma_url, on_wait=self._waiting)  # fmt: skip
+        except LlmrecError as exc:  # the load below reports what is wrong with the store
+            log.info("could not wait for the vector store's writer: %s", exc)
 
     def wait(self, catalogue_only: bool = False, timeout: float | None = None) -> None:
         """Wait (at most ``timeout`` seconds, default ``ready_wait_s``) for the catalogue or for everything;
@@ -204,7 +229,7 @@ class Service:
         key = (user_id, choice, k)
         with self._lock:
             convo = self._conversations.pop(key, None) or Conversation(
-                GatedRecommender(recommender, self.admission, user_id), self.store, user_id, k=k,
+                gated_recommender(recommender, self.admission, user_id), self.store, user_id, k=k,
                 stream_explanations=True)  # fmt: skip
             self._conversations[key] = convo
             while len(self._conversations) > self.MAX_CONVERSATIONS:
