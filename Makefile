@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DATA_DIR ?= ../shared/data
 STAMP  := $(VENV)/.llmrec-installed
 
-.PHONY: install browser demo test lint clean-venv models-large wheel-check
+.PHONY: install browser postgres screenshots demo test lint clean-venv models-large wheel-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,18 +26,30 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-color-emoji; }
 
+# The PostgreSQL tests (tests/security/test_profile_stores.py) start a throwaway server from Debian's postgresql
+# binaries in a temporary folder; psycopg is the driver of the postgresql:// profile store.
+postgres: install
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; }
+	@$(BIN)/python -c "import psycopg" 2>/dev/null || $(BIN)/pip install --quiet 'psycopg[binary]>=3.1'
+
 install: $(STAMP)
 
 demo: install
 	$(BIN)/llmrec ui ml-latest-small --data-dir $(DATA_DIR)
 
-test: install browser
+test: install browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 # Build the wheel, install it into a fresh venv and recommend from another folder, offline (CI runs it).
 wheel-check: install
 	scripts/check_wheel.sh $(DATA_DIR)
+
+# Refresh docs/screenshots/ from the browser test (a plain test run writes screenshots to its temporary folder only).
+screenshots: install browser
+	LLMREC_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/test_ui_browser.py -q -p no:cacheprovider
 
 lint: install
 	$(BIN)/ruff check .
