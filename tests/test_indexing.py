@@ -116,15 +116,17 @@ def test_second_writer_waits_for_a_build_in_another_thread_or_gives_up_when_told
     other = open_chroma_index(store_spec(emb), path=tmp_path / "store")
     with index.writing(), pytest.raises(StoreBusyError, match="being written by another process"):
         build_index(dataset(catalogue()), emb, other, wait=0)
-    heard, progress, release = [], [], threading.Event()
+    heard, progress, holding, release = [], [], threading.Event(), threading.Event()
 
     def first_writer() -> None:
         with index.writing() as lock:
             lock.progress(5, 12)
+            holding.set()
             release.wait(10)
 
     thread = threading.Thread(target=first_writer)
     thread.start()
+    assert holding.wait(10)
 
     def on_wait(busy) -> None:
         heard.append(busy)

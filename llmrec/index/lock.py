@@ -49,14 +49,13 @@ class StoreBusy:
 
     def message(self) -> str:
         """One line for a log, a status bar or an error."""
-        who = f"another process (pid {self.pid})" if self.pid else "another process"
-        parts = []
+        parts = [f"pid {self.pid}"] if self.pid else []
         if self.since is not None:
-            parts.append(f"for {max(0.0, time.time() - self.since):.0f} s")
+            parts.append(f"writing for {max(0.0, time.time() - self.since):.0f} s")
         if self.total:
-            parts.append(f"{self.done or 0:,} of {self.total:,} items")
+            parts.append(f"{self.done or 0:,} of {self.total:,} items done")
         detail = f" ({', '.join(parts)})" if parts else ""
-        return f"store {self.store} is being written by {who}{detail}; waited {self.waited_s:.0f} s"
+        return f"store {self.store} is being written by another process{detail}; waited {self.waited_s:.0f} s"
 
 
 class StoreBusyError(IndexStoreError):
