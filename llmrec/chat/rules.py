@@ -20,6 +20,8 @@ from llmrec.chat.mentions import _EVERYDAY, spot_titles
 from llmrec.chat.understanding import Reading, ReadingContext
 from llmrec.profile import normalise_title
 
+MAX_PHRASE = 80  # longer runs of words are not titles, genres or themes
+
 # Requests --------------------------------------------------------------------------------------------------
 _CHIP_WORDS = r"(?:please|pls|thanks|thank you|now|then|maybe|instead|ok|okay)"
 EXACT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -54,6 +56,8 @@ def exact_reading(text: str, context: ReadingContext) -> Reading | None:
     lower = " ".join(text.lower().split()).strip()
     if lower.rstrip(".! ") in _STANCE_CHIPS and context.focus:
         return Reading(**{_STANCE_CHIPS[lower.rstrip(".! ")]: ["it"]})
+    if len(lower) > 200:  # no button or fixed phrase is this long
+        return None
     if context.pending and (choice := _pending_choice(lower, context)) is not None:
         return Reading(requests=["skip"]) if choice == "none" else Reading(mentioned=[choice])
     for kind, pattern in EXACT:
@@ -225,7 +229,8 @@ def rule_reading(text: str, context: ReadingContext, catalogue: Catalogue) -> Re
     if ">" in text and lists.get("mentioned"):  # "X > Y": the first is preferred
         first = lists["mentioned"].pop(0)
         lists.setdefault("liked", []).insert(0, first)
-    return Reading(**{k: v[:8] for k, v in lists.items() if v}, requests=rule_requests(lower_text))
+    kept = {k: [p for p in dict.fromkeys(v) if len(p) <= MAX_PHRASE][:8] for k, v in lists.items()}
+    return Reading(**{k: v for k, v in kept.items() if v}, requests=rule_requests(lower_text))
 
 
 def _merge(lists: dict[str, list[str]], pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
