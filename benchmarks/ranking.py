@@ -6,6 +6,11 @@ Sections (each caches what it computes under ``--work``, so a later section or a
                 validation item, as the harness's test fit does), keep its validation and test score
                 matrices, print NDCG@10 / Recall@10 / Recall@20 with standard errors on both.
 ``ensemble``    weighted sums of retrievers' normalised scores, weights chosen on validation Recall@20.
+``fusion``      the LLM's label scores for every validation and test window whose target was retrieved (through
+                the on-disk score cache the fused ranker reads), the fusion features, model selection by 5-fold
+                cross-validation over the validation users, a refit on all of them, test figures for every row
+                (retriever, LLM alone, validated blend, fusion without the LLM, fused), and the model file with
+                its card (``--out``).
 
 Example (the figures in docs/benchmarks/ranking.md):
 
@@ -30,7 +35,7 @@ import numpy as np
 log = logging.getLogger("ranking")
 
 KS = (1, 5, 10, 20, 50)
-COMMON = {"device": "cpu", "num_threads": 1}
+COMMON = {"device": "cpu", "num_threads": 1, "max_seconds": None}
 # name -> (registry scorer, hyper-parameters); the sweep of issue 16 item 1
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sasrec": ("sasrec", {}),
@@ -155,17 +160,247 @@ HEADER = ("| retriever | valid NDCG@10 | valid R@20 | test NDCG@10 | test R@10 |
           "|---|---|---|---|---|---|")  # fmt: skip
 
 
+# Fusion -----------------------------------------------------------------------------------------
+FEATURE_SETS = {
+    "all": None,  # llmrec.fusion.FEATURES
+    "no-llm": ("retrieval_rr", "retrieval_rrf60", "retrieval_logit", "popularity", "genre_sim", "year_gap"),
+    "llm+retrieval": ("llm", "llm_rr", "retrieval_rr", "retrieval_rrf60", "retrieval_logit"),
+    "blend": ("llm", "retrieval_rrf60"),  # the old blend's two terms, weighted by the fit
+}
+MODEL_GRID = (("logistic", 0.01), ("logistic", 0.1), ("logistic", 1.0), ("lambdarank", 50.0),
+              ("lambdarank", 150.0), ("lambdarank", 300.0))  # fmt: skip
+BLENDS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 1.0)
+
+
+def build_llm_ranker(config: Any, items: Any, prompt: str) -> Any:
+    """The LLM ranker the fused ranker builds (same class, prompt, labels, history), reading the score cache."""
+    from llmrec.fusion import SCORE_CACHE, CachedLLM, LabelScoreCache
+    from llmrec.paths import resolve_cache_dir
+    from llmrec.pipeline import parts
+    from llmrec.prompts import load_prompt
+    from llmrec.ranking import LABELS, LLMRanker
+
+    llm = CachedLLM(parts.build_llm(config), LabelScoreCache(resolve_cache_dir(config.cache_dir) / SCORE_CACHE))
+    task, _, version = prompt.partition("@")
+    return LLMRanker(llm, items, labels=LABELS, max_history=config.ranker.max_history,
+                     prompt=load_prompt(task, int(version) if version else None))  # fmt: skip
+
+
+def collect_windows(pipeline: Any, scorer: Any, cases: Any, counts: np.ndarray, probe: Any, rows: np.ndarray,
+                    desc: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Per chosen case whose target is among the candidates: the window's full feature matrix and the target's
+    position. Candidates, profiles and features come from the same code the evaluation's fused ranker runs."""
+    from llmrec.progress import progress
+
+    probe.set_popularity({pipeline.item_ids[i]: int(c) for i, c in enumerate(counts) if c})
+    users = cases.users[rows]
+    histories = [cases.histories[r] for r in rows]
+    top, top_scores = pipeline.candidates(users, histories, scorer=scorer, strict=True)
+    out = []
+    for i in progress(range(len(rows)), desc=desc, total=len(rows)):
+        target = int(cases.targets[rows[i]][0])
+        hits = np.flatnonzero(top[i] == target)
+        if not len(hits):
+            continue
+        window = pipeline.window(top[i], top_scores[i])
+        features = probe.features(pipeline._profile(int(users[i]), histories[i]), window)
+        out.append({"user": int(users[i]), "target": int(hits[0]), "features": features})
+    return out
+
+
+def window_metrics(windows: Sequence[Mapping[str, Any]], scores: Sequence[np.ndarray] | None,
+                   n_users: int) -> dict[str, float]:  # fmt: skip
+    """NDCG@10 / Recall@10 / Recall@20 / MRR@20 over ``n_users`` (users whose target was not retrieved score 0),
+    each window reordered by its scores (None: retrieval order); ties keep the retrieval order."""
+    ranks = []
+    for w, s in zip(windows, scores if scores is not None else [None] * len(windows)):
+        order = np.arange(len(w["features"])) if s is None else np.argsort(-np.asarray(s), kind="stable")
+        ranks.append(int(np.flatnonzero(order == w["target"])[0]))
+    ranks_arr = np.array(ranks, dtype=np.float64)
+    per_user = {
+        "ndcg@10": np.where(ranks_arr < 10, 1.0 / np.log2(ranks_arr + 2), 0.0),
+        "recall@10": (ranks_arr < 10).astype(float),
+        "recall@20": (ranks_arr < 20).astype(float),
+        "mrr@20": 1.0 / (ranks_arr + 1),
+    }
+    out = {}
+    for key, values in per_user.items():
+        full = np.concatenate([values, np.zeros(n_users - len(values))])
+        out[key] = round(float(full.mean()), 5)
+        out[key + "_se"] = round(float(full.std(ddof=1) / np.sqrt(n_users)), 5)
+    out["users"] = n_users
+    return out
+
+
+def columns(windows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[np.ndarray]:
+    from llmrec.fusion import FEATURES
+
+    index = [FEATURES.index(n) for n in names]
+    return [w["features"][:, index] for w in windows]
+
+
+def labels_of(windows: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+    out = []
+    for w in windows:
+        y = np.zeros(len(w["features"]), dtype=np.int64)
+        y[w["target"]] = 1
+        out.append(y)
+    return out
+
+
+def cross_validate(windows: Sequence[Mapping[str, Any]], names: Sequence[str], kind: str, param: float,
+                   n_users: int, folds: int = 5, seed: int = 0) -> dict[str, float]:  # fmt: skip
+    """Out-of-fold figures over the validation users: each fold's windows scored by a model fitted on the rest."""
+    from llmrec.fusion import fit_fusion
+
+    order = np.random.default_rng(seed).permutation(len(windows))
+    scores: list[np.ndarray | None] = [None] * len(windows)
+    for fold in range(folds):
+        held = set(order[fold::folds].tolist())
+        train = [w for i, w in enumerate(windows) if i not in held]
+        model = fit_fusion(columns(train, names), labels_of(train), names, kind, param, seed)
+        for i in held:
+            scores[i] = model.score(columns([windows[i]], names)[0])
+    return window_metrics(windows, scores, n_users)
+
+
+def blend_scores(windows: Sequence[Mapping[str, Any]], blend: float) -> list[np.ndarray]:
+    """``LLMRanker``'s blended score: (1-b) * the LLM's log-probability + b * log(1 / (60 + rank))."""
+    from llmrec.fusion import FEATURES
+
+    llm, rrf = FEATURES.index("llm"), FEATURES.index("retrieval_rrf60")
+    return [(1 - blend) * w["features"][:, llm] + blend * w["features"][:, rrf] for w in windows]
+
+
+def fusion_main(args: argparse.Namespace) -> int:
+    """Collect windows (LLM scored once, cached), select on validation, report test, write the model and card."""
+    import datetime
+
+    from llmrec.baselines.builtin import NEURAL
+    from llmrec.config import RecommenderConfig
+    from llmrec.evaluation.rerank import RerankPipeline, fit_retriever
+    from llmrec.fusion import FEATURES, FeatureContext, FusedRanker, FusionModel, fit_fusion, retriever_identity
+    from llmrec.paths import resolve_cache_dir
+
+    data, seq, split = load_split(args.dataset, args.data_dir)
+    llm = {"model": args.model, "use_default_adapter": args.adapter == "shipped"}
+    if args.adapter not in ("none", "shipped"):
+        llm["adapter"] = args.adapter
+    config = RecommenderConfig().updated(data={"dataset": args.dataset, "data_dir": args.data_dir}, llm=llm,
+                                         ranker={"kind": "llm"}, cache_dir=args.cache_dir)  # fmt: skip
+    cache = resolve_cache_dir(config.cache_dir)
+    pipeline = RerankPipeline(args.retriever, None, seq.item_ids, data.items, seq.ratings, n_candidates=20,
+                              cache_dir=cache).fit(split.final_train)  # fmt: skip
+    # Validation windows: the test-time model when it was trained on the training items alone (neural models,
+    # held-out validation item), else the model fitted on the training items; popularity from training items.
+    valid_scorer = pipeline.scorer if args.retriever in NEURAL else fit_retriever(args.retriever, split.tune_train)
+    ranker = build_llm_ranker(config, data.items, args.prompt)
+    probe = FusedRanker(FusionModel("logistic", FEATURES, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES),
+                                    (0.0,) * len(FEATURES)), FeatureContext(data.items, {}, 20), ranker)  # fmt: skip
+    rng = np.random.default_rng(0)
+    n = seq.n_users
+    pick = np.arange(n) if not args.max_users or args.max_users >= n else np.sort(rng.choice(n, args.max_users,
+                                                                                                replace=False))
+    valid = collect_windows(pipeline, valid_scorer, split.valid, split.tune_train.item_counts, probe, pick, "valid")
+    test = collect_windows(pipeline, pipeline.scorer, split.test, split.final_train.item_counts, probe, pick, "test")
+    log.info("LLM score cache: %d hits, %d misses", ranker.llm.hits, ranker.llm.misses)
+    n_users = len(pick)
+
+    selection = []
+    for set_name, names in FEATURE_SETS.items():
+        names = tuple(names or FEATURES)
+        for kind, param in MODEL_GRID:
+            if set_name == "blend" and kind != "logistic":
+                continue
+            cv = cross_validate(valid, names, kind, param, n_users)
+            selection.append({"features": set_name, "kind": kind, "param": param, "cv": cv})
+            log.info("%s %s %g: CV NDCG@10 %.4f", set_name, kind, param, cv["ndcg@10"])
+    with_llm = [s for s in selection if s["features"] != "no-llm"]
+    best = max(with_llm, key=lambda s: s["cv"]["ndcg@10"])
+    best_no_llm = max((s for s in selection if s["features"] == "no-llm"), key=lambda s: s["cv"]["ndcg@10"])
+
+    def fitted(choice: Mapping[str, Any]) -> FusionModel:
+        names = tuple(FEATURE_SETS[choice["features"]] or FEATURES)
+        return fit_fusion(columns(valid, names), labels_of(valid), names, choice["kind"], choice["param"])
+
+    model, no_llm = fitted(best), fitted(best_no_llm)
+    blend_valid = {f"{b:g}": window_metrics(valid, blend_scores(valid, b), n_users)["ndcg@10"] for b in BLENDS}
+    blend = max(BLENDS, key=lambda b: (blend_valid[f"{b:g}"], -b))
+    rows = {
+        "retriever": (None, None),
+        "llm alone (zero-shot)" if args.adapter == "none" else "llm alone": (
+            [w["features"][:, 0] for w in valid], [w["features"][:, 0] for w in test]),
+        f"blend {blend:g} (validated)": (blend_scores(valid, blend), blend_scores(test, blend)),
+        f"fusion without the LLM ({best_no_llm['kind']})": (
+            [no_llm.score(x) for x in columns(valid, no_llm.features)],
+            [no_llm.score(x) for x in columns(test, no_llm.features)]),
+        f"fused ({best['features']}, {best['kind']} {best['param']:g})": (
+            [model.score(x) for x in columns(valid, model.features)],
+            [model.score(x) for x in columns(test, model.features)]),
+    }  # fmt: skip
+    table = {label: {"valid": window_metrics(valid, v, n_users), "test": window_metrics(test, t, n_users)}
+             for label, (v, t) in rows.items()}  # fmt: skip
+    print(f"{args.dataset}: {n_users} users; windows with the target: valid {len(valid)}, test {len(test)}")
+    print("| row | valid NDCG@10 | test NDCG@10 | test R@10 | test R@20 |\n|---|---|---|---|---|")
+    for label, figures in table.items():
+        t = figures["test"]
+        print(f"| {label} | {figures['valid']['ndcg@10']:.4f} | {t['ndcg@10']:.4f} ± {t['ndcg@10_se']:.4f} | "
+              f"{t['recall@10']:.4f} ± {t['recall@10_se']:.4f} | {t['recall@20']:.4f} |")  # fmt: skip
+    print("CV NDCG@10 of the chosen model:", best["cv"]["ndcg@10"], "; without the LLM:", best_no_llm["cv"]["ndcg@10"])
+    if not args.out:
+        return 0
+    fused_label = list(rows)[-1]
+    out = Path(args.out)
+    versions = {name: _version(name) for name in ("scikit-learn", "lightgbm", "torch", "transformers")}
+    card = {
+        "name": out.name, "dataset": data.name, "min_count": 5, "protocol": split.protocol,
+        "split": split.description, "retriever": retriever_identity(args.retriever), "n_candidates": 20,
+        "llm": ranker.llm.identity, "llm_model": args.model, "adapter": args.adapter, "prompt": ranker.prompt.ref,
+        "labels": ranker.labels, "max_history": ranker.max_history, "kind": best["kind"], "param": best["param"],
+        "feature_set": best["features"],
+        "fitted_on": (f"validation split only: the {len(valid)} of {n_users} users whose validation item is among the "
+                      "retriever's 20 candidates (retriever trained on the training items; popularity from them)"),
+        "validation": {"cross_validated": best["cv"], "in_sample": table[fused_label]["valid"],
+                       "selection": selection, "blend_sweep": blend_valid},
+        "test": {**table[fused_label]["test"], "input": "training + validation items", "target": "the last item"},
+        "rows": table, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "libraries": versions, "reproduce": " ".join(["python", "benchmarks/ranking.py", *sys.argv[1:]]),
+    }  # fmt: skip
+    FusionModel(model.kind, model.features, model.mean, model.scale, model.coef, model.intercept, model.booster,
+                card).save(out)  # fmt: skip
+    print(f"wrote {out}")
+    return 0
+
+
+def _version(name: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("section", choices=("retrievers", "ensemble"))
+    p.add_argument("section", choices=("retrievers", "ensemble", "fusion"))
     p.add_argument("--dataset", default="ml-latest-small")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--work", default="/tmp/llmrec-ranking", help="cache folder for models, scores and results")
     p.add_argument("--variants", default="sasrec,ease", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--retriever", default="sasrec", help="fusion: registry scorer giving the 20 candidates")
+    p.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="fusion: the language model")
+    p.add_argument("--adapter", default="none", help="fusion: none (zero-shot), shipped, or an adapter folder")
+    p.add_argument("--prompt", default="rank", help="fusion: prompt task[@version] of the LLM ranker")
+    p.add_argument("--cache-dir", default=None, help="llmrec cache (retriever checkpoints, the label-score cache)")
+    p.add_argument("--max-users", type=int, default=0, help="fusion: a seeded subset of users (0 = all)")
+    p.add_argument("--out", default=None, help="fusion: write the model and its card to this .json file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if args.section == "fusion":
+        return fusion_main(args)
     work = Path(args.work)
-    data, seq, split = load_split(args.dataset, args.data_dir)
+    _, seq, split = load_split(args.dataset, args.data_dir)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:

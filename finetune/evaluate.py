@@ -168,14 +168,16 @@ CHECK_EXAMPLES = 64
 
 def target_letter_errors(ranker: Any, seq: Any, examples: Sequence[Any]) -> list[str]:
     """Examples whose target letter does not label the true item in the prompt as shown (empty = all correct):
-    the line that starts with the target's label must name the true item, and no other candidate line may."""
+    the line that starts with the target's label must name the item the user chose next in the data
+    (``seq.train(user)[position]``), and no other candidate line may."""
     from finetune.data import example_messages
     from llmrec.safety import fence
 
     errors = []
     for e in examples:
         text = example_messages(ranker, seq, e)[-1]["content"]
-        title = fence(ranker.items[seq.item_ids[e.target_item]].display_title, 120)
+        truth = int(seq.train(e.user)[e.position])
+        title = fence(ranker.items[seq.item_ids[truth]].display_title, 120)
         label = ranker.labels[e.target]
         lines = [line for line in text.splitlines() if line[:1] in ranker.labels and line[1:2] in ".):"]
         labelled = [line for line in lines if line.startswith(label) and title in line]
@@ -222,8 +224,15 @@ def overfit(tuner: Any, examples: Sequence[Any], epochs: int = 30, lr: float = 2
     labels, the prompts or the loss are broken."""
     import torch
 
+    from finetune.data import example_messages
+
     model = tuner.peft_model
-    saved = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+    saved = [p.detach().clone() for p in tuner.params]  # the trained weights (the adapter's), put back at the end
+    tokens = [encode(tuner.tokenizer, example_messages(tuner.ranker, tuner.seq, e)) for e in examples]
+
+    def loss_of(rows: Sequence[int]) -> Any:
+        return tuner.example_loss([examples[i] for i in rows], kl=False, encoded=[tokens[i] for i in rows])
+
     optimizer = torch.optim.AdamW(tuner.params, lr=lr)
     rng = np.random.default_rng(0)
     curve: list[float] = []
@@ -232,19 +241,21 @@ def overfit(tuner: Any, examples: Sequence[Any], epochs: int = 30, lr: float = 2
             model.train()
             order = rng.permutation(len(examples))
             for start in range(0, len(order), batch_size):
-                loss = tuner.example_loss([examples[i] for i in order[start : start + batch_size]], kl=False)
+                loss = loss_of(order[start : start + batch_size])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
             model.eval()
             with torch.no_grad():
-                losses = [float(tuner.example_loss(examples[s : s + batch_size], kl=False))
+                losses = [float(loss_of(range(s, min(s + batch_size, len(examples)))))
                           for s in range(0, len(examples), batch_size)]  # fmt: skip
             curve.append(round(float(np.mean(losses)), 4))
             if curve[-1] < target:
                 break
     finally:
-        model.load_state_dict(saved, strict=False)
+        with torch.no_grad():
+            for param, value in zip(tuner.params, saved):
+                param.copy_(value)
         optimizer.zero_grad(set_to_none=True)
         model.train()
     return {"examples": len(examples), "epochs": len(curve), "loss_curve": curve, "target": target,

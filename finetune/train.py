@@ -253,12 +253,15 @@ class FineTuner(TrainingLoop):
 
         return accumulated_update(self, step, loss_of)
 
-    def example_loss(self, batch: Sequence[fdata.Example], kl: bool = True) -> Any:
-        """Cross-entropy of the answer's label among the K labels, plus ``kl_weight`` x KL(zero-shot || adapter)."""
+    def example_loss(self, batch: Sequence[fdata.Example], kl: bool = True,
+                     encoded: Sequence[Sequence[int]] | None = None) -> Any:  # fmt: skip
+        """Cross-entropy of the answer's label among the K labels, plus ``kl_weight`` x KL(zero-shot || adapter);
+        ``encoded`` are the batch's prompt tokens when the caller has them already."""
         import torch
         from torch.nn import functional as F
 
-        encoded = [encode(self.tokenizer, fdata.example_messages(self.ranker, self.seq, e)) for e in batch]
+        if encoded is None:
+            encoded = [encode(self.tokenizer, fdata.example_messages(self.ranker, self.seq, e)) for e in batch]
         targets = torch.tensor([e.target for e in batch], dtype=torch.long)
         logits = answer_logits(self.model, encoded, self.label_ids, self.pad_id)
         loss = F.cross_entropy(logits, targets.to(logits.device))

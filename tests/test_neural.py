@@ -180,3 +180,35 @@ def test_builtin_models_are_registered_by_an_explicit_call_not_an_import() -> No
             "print(len(r._REGISTRY), 'sasrec' in r.scorer_names(), len(r._REGISTRY) > 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0 True True"
+
+
+def test_sasrec_width_and_label_smoothing_are_settings_of_the_model() -> None:
+    wide = build("sasrec", ffn_mult=4, label_smoothing=0.1, epochs=1)
+    assert wide.hyperparameters()["ffn_mult"] == 4 and wide.hyperparameters()["label_smoothing"] == 0.1
+    wide.fit(train_data())
+    assert wide.net_.blocks[0].ffn[0].out_features == 4 * TINY["sasrec"]["hidden"]
+    assert np.isfinite(wide.score(np.arange(3), chain_histories()[:3])).all()
+    for bad, match in (({"ffn_mult": 0}, "ffn_mult"), ({"label_smoothing": 1.0}, "label_smoothing")):
+        with pytest.raises(ConfigError, match=match):
+            build("sasrec", **bad)
+
+
+def test_sasrec_trains_to_its_epochs_without_a_binding_wall_clock_cap() -> None:
+    from llmrec.baselines.sasrec import SASRecConfig
+
+    assert SASRecConfig().max_seconds >= 3600  # a safety net only: load must not decide how long it trains
+
+
+def test_a_checkpoint_made_with_other_settings_is_kept_and_a_sibling_is_used(tmp_path) -> None:
+    from llmrec.baselines.registry import get_checkpointed_scorer
+
+    folder = tmp_path / "toy-sasrec"
+    params = {**TINY["sasrec"], **COMMON, "epochs": 1}
+    get_checkpointed_scorer("sasrec", folder, **params).fit(train_data())
+    stamp = (folder / "state.json").stat().st_mtime
+    other = get_checkpointed_scorer("sasrec", folder, **{**params, "dropout": 0.3}).fit(train_data())  # no refusal
+    assert (folder / "state.json").stat().st_mtime == stamp  # the old checkpoint is untouched
+    siblings = [p for p in tmp_path.iterdir() if p.name.startswith("toy-sasrec-")]
+    assert len(siblings) == 1 and (siblings[0] / "state.json").is_file() and other.config.dropout == 0.3
+    again = get_checkpointed_scorer("sasrec", folder, **{**params, "epochs": 2}).fit(train_data())  # budget: resumed
+    assert again.train_result_.epochs_run == 2 and len(list(tmp_path.iterdir())) == 2

@@ -80,19 +80,31 @@ class RerankPipeline:
         )
         return UserProfile(user_id=str(user), history=entries)
 
-    def recommend(self, users: np.ndarray, histories: Sequence[np.ndarray], n: int) -> PipelineOutput:
-        scores = np.array(self.scorer.score(users, histories), dtype=np.float32)
+    def candidates(self, users: np.ndarray, histories: Sequence[np.ndarray], scorer: Any = None,
+                   strict: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """(top ``n_candidates`` dense ids per user, their scores): the retriever's order, the input masked as the
+        protocol masks it. ``strict`` refuses a user with fewer candidates than that (a ranker needs them all)."""
+        scores = np.array((scorer or self.scorer).score(users, histories), dtype=np.float32)
         for row, history in enumerate(histories):
             masked = history if self.mask_window is None else history[-self.mask_window :]
             scores[row, masked] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, : self.n_candidates]
-        if self.ranker is not None:
-            short = np.flatnonzero(~np.isfinite(np.take_along_axis(scores, top, axis=1)).all(axis=1))
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        if strict:
+            short = np.flatnonzero(~np.isfinite(top_scores).all(axis=1))
             if len(short) or top.shape[1] < self.n_candidates:
                 row = int(short[0]) if len(short) else 0
                 raise DataError(f"retriever {self.retriever_name} has fewer than {self.n_candidates} candidates for "
                                 f"user {int(users[row])}; the ranker needs {self.n_candidates} (use a larger catalogue "
                                 "or fewer candidates)")  # fmt: skip
+        return top, top_scores
+
+    def window(self, top: np.ndarray, scores: np.ndarray) -> list[Candidate]:
+        """One user's candidates as the ranker receives them: retrieval order, each with the retriever's score."""
+        return [Candidate(self.item_ids[c], float(s), (self.retriever_name,)) for c, s in zip(top, scores)]
+
+    def recommend(self, users: np.ndarray, histories: Sequence[np.ndarray], n: int) -> PipelineOutput:
+        top, top_scores = self.candidates(users, histories, strict=self.ranker is not None)
         ranked = np.full((len(users), n), -1, dtype=np.int64)
         for row in progress(range(len(users)), desc=f"rank {self.name}", total=len(users)):
             candidates = top[row]
@@ -101,8 +113,7 @@ class RerankPipeline:
             if self.ranker is None or missed:
                 order = candidates
             else:
-                source = (self.retriever_name,)
-                window = [Candidate(self.item_ids[c], float(scores[row, c]), source) for c in candidates]
+                window = self.window(candidates, top_scores[row])
                 result = self.ranker.rank(self._profile(int(users[row]), histories[row]), window, len(window))
                 self.llm_users += 1
                 self.fallbacks += bool(self.ranker.last_note)

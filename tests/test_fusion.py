@@ -1,0 +1,210 @@
+"""llmrec.fusion: features, the fitted model and its card, the on-disk label-score cache, the fused ranker, and the
+fused ranker inside the evaluation pipeline (fake LLM, real ml-100k)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llmrec.errors import DataError, ModelError
+from llmrec.fusion import (
+    FEATURES,
+    CachedLLM,
+    FeatureContext,
+    FusedRanker,
+    FusionModel,
+    LabelScoreCache,
+    candidate_features,
+    fit_fusion,
+    llm_identity,
+)
+from llmrec.llm.base import FakeLLM
+from llmrec.ranking import LLMRanker
+from llmrec.types import Candidate, HistoryEntry, Item, UserProfile
+
+ITEMS = {
+    "1": Item("1", "Alien", 1979, ("Horror", "Sci-Fi")),
+    "2": Item("2", "Aliens", 1986, ("Action", "Sci-Fi")),
+    "3": Item("3", "Heat", 1995, ("Crime",)),
+    "4": Item("4", "Up", 2009, ("Animation", "Comedy")),
+    "5": Item("5", "Brazil", 1985, ("Sci-Fi", "Comedy")),
+    "6": Item("6", "Fargo", 1996, ("Crime", "Comedy")),
+}
+POPULARITY = {"1": 9, "2": 3, "3": 0, "4": 20, "5": 1, "6": 5}
+
+
+def window(ids=("2", "3", "4", "5", "6"), scores=(5.0, 4.0, 3.0, 2.0, 1.0)) -> list[Candidate]:
+    return [Candidate(i, s, ("sasrec",)) for i, s in zip(ids, scores)]
+
+
+def profile(history=("1",)) -> UserProfile:
+    return UserProfile(user_id="7", history=tuple(HistoryEntry(i, 4.0) for i in history))
+
+
+def logistic(names, coef, card=None) -> FusionModel:
+    n = len(names)
+    return FusionModel("logistic", tuple(names), (0.0,) * n, (1.0,) * n, tuple(coef), 0.0, card=card or {})
+
+
+# Features -----------------------------------------------------------------------------------------
+def test_features_by_hand():
+    context = FeatureContext(ITEMS, POPULARITY, max_history=20)
+    llm = np.log(np.array([0.1, 0.5, 0.2, 0.15, 0.05]))
+    x = candidate_features(window(), ["1"], llm, context)
+    col = {name: x[:, FEATURES.index(name)] for name in FEATURES}
+    np.testing.assert_allclose(col["llm"], llm)
+    np.testing.assert_allclose(col["llm_rr"], [1 / 4, 1, 1 / 2, 1 / 3, 1 / 5])  # ranks 4, 1, 2, 3, 5
+    np.testing.assert_allclose(col["retrieval_rr"], [1, 1 / 2, 1 / 3, 1 / 4, 1 / 5])
+    np.testing.assert_allclose(col["retrieval_rrf60"], np.log(1 / np.arange(61, 66)))
+    np.testing.assert_allclose(np.exp(col["retrieval_logit"]).sum(), 1.0)  # a log-softmax of the scores
+    np.testing.assert_allclose(col["popularity"], np.log1p([3, 0, 20, 1, 5]))
+    # Alien's genres {Horror, Sci-Fi}: Aliens shares one of two (cos = 1 / (sqrt 2 * sqrt 2)), Heat none
+    np.testing.assert_allclose(col["genre_sim"], [0.5, 0.0, 0.0, 0.5, 0.0])
+    np.testing.assert_allclose(col["year_gap"], [0.7, 1.6, 3.0, 0.6, 1.7])
+
+
+def test_features_for_a_user_with_one_or_no_item_and_missing_llm_scores():
+    context = FeatureContext(ITEMS, POPULARITY)
+    no_history = candidate_features(window(), [], None, context, names=("genre_sim", "year_gap", "retrieval_rr"))
+    assert np.isfinite(no_history).all() and not no_history[:, :2].any()
+    with pytest.raises(ModelError, match="label scores"):
+        candidate_features(window(), ["1"], None, context)
+
+
+# The model and its card ---------------------------------------------------------------------------
+def test_the_old_blend_is_a_special_case_of_the_logistic_model():
+    logits = np.array([0.3, 2.0, -1.0, 0.5, 1.7])
+    ranker = LLMRanker(FakeLLM(scorer=lambda _m, options: logits[: len(options)]), ITEMS, blend=0.9)
+    expected = [c.item_id for c in ranker.rank(profile(), window(), 5)]
+    model = logistic(("llm", "retrieval_rrf60"), (0.1, 0.9))
+    llm_ranker = LLMRanker(FakeLLM(scorer=lambda _m, o: logits), ITEMS)
+    fused = FusedRanker(model, FeatureContext(ITEMS, POPULARITY), llm_ranker)
+    assert [c.item_id for c in fused.rank(profile(), window(), 5)] == expected
+
+
+@pytest.mark.parametrize("kind", ["logistic", "lambdarank"])
+def test_a_fitted_model_finds_a_planted_signal_and_round_trips_through_json(tmp_path, kind):
+    rng = np.random.default_rng(0)
+    names = ("llm", "retrieval_rr", "popularity")
+    features, labels = [], []
+    for _ in range(120):
+        x = rng.normal(size=(20, 3))
+        y = np.zeros(20, dtype=np.int64)
+        y[int(np.argmax(x[:, 0] + 0.3 * rng.normal(size=20)))] = 1  # the first feature predicts the target
+        features.append(x)
+        labels.append(y)
+    model = fit_fusion(features, labels, names, kind, 1.0 if kind == "logistic" else 100)
+    top1 = np.mean([np.argmax(model.score(x)) == np.argmax(y) for x, y in zip(features, labels)])
+    assert top1 > 0.5  # chance is 0.05
+    path = model.save(tmp_path / "fusion.json")
+    again = FusionModel.load(path)
+    np.testing.assert_allclose(again.score(features[0]), model.score(features[0]))
+    assert "pickle" not in path.read_text()
+
+
+def test_a_model_refuses_other_data_split_retriever_or_llm_in_one_line(tmp_path):
+    card = {"name": "fusion-ml-latest-small-sasrec.json", "dataset": "ml-latest-small", "protocol": "loo",
+            "retriever": {"name": "sasrec", "hyperparameters": {"hidden": 64}}, "llm": "TransformersLLM:q:float32"}
+    model = logistic(("retrieval_rr",), (1.0,), card)
+    same = {"name": "sasrec", "hyperparameters": {"hidden": 64}}
+    model.check(dataset="ml-latest-small", protocol="loo", retriever=same, llm=None)  # None: not checked
+    for key, value in (("dataset", "ml-100k"), ("protocol", "temporal"), ("llm", "FakeLLM:fake:-"),
+                       ("retriever", {"name": "ease", "hyperparameters": {"l2": 50.0}})):  # fmt: skip
+        with pytest.raises(ModelError, match=f"fitted for {key}") as error:
+            model.check(**{key: value})
+        assert "\n" not in str(error.value) and "ranking.py fusion" in str(error.value)
+
+
+def test_malformed_or_missing_model_files_are_one_line_errors(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        FusionModel.load(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": 1, "kind": "logistic", "features": ["llm"], "mean": [], "scale": [],
+                               "coef": [], "intercept": 0}))  # fmt: skip
+    with pytest.raises(ModelError, match="do not match"):
+        FusionModel.load(bad)
+    with pytest.raises(ModelError, match="unknown features"):
+        logistic(("mood",), (1.0,))
+
+
+# The label-score cache ----------------------------------------------------------------------------
+def test_label_scores_are_computed_once_per_model_identity_and_prompt(tmp_path):
+    fake = FakeLLM()
+    cache = LabelScoreCache(tmp_path / "scores.sqlite")
+    llm = CachedLLM(fake, cache)
+    messages = [{"role": "user", "content": "pick"}]
+    first = llm.score_options(messages, list("ABC"))
+    again = llm.score_options(messages, list("ABC"))
+    np.testing.assert_array_equal(first, again)
+    assert (llm.hits, llm.misses, len(fake.prompts)) == (1, 1, 1)
+    other = CachedLLM(fake, LabelScoreCache(tmp_path / "scores.sqlite"), identity="another-adapter")
+    other.score_options(messages, list("ABC"))
+    assert other.misses == 1 and len(cache) == 2 and len(fake.prompts) == 2  # another model: scored again
+    assert llm_identity(fake) == "FakeLLM:fake:-:rank-adapter=none"
+    assert llm.count_tokens(messages) == fake.count_tokens(messages)  # everything else is delegated
+
+
+# The fused ranker ---------------------------------------------------------------------------------
+def test_ties_keep_the_retrieval_order_and_the_result_is_a_reordering():
+    model = logistic(("popularity",), (0.0,))  # every candidate scores the same
+    ranker = FusedRanker(model, FeatureContext(ITEMS, POPULARITY))
+    assert [c.item_id for c in ranker.rank(profile(), window(), 5)] == ["2", "3", "4", "5", "6"]
+    by_popularity = FusedRanker(logistic(("popularity",), (1.0,)), FeatureContext(ITEMS, POPULARITY))
+    ranked = by_popularity.rank(profile(), window(), 3)
+    assert [c.item_id for c in ranked] == ["4", "6", "2"] and ranked[0].evidence.stage_scores[-1][0] == "fused"
+
+
+def test_short_windows_are_named_and_a_failing_llm_falls_back_to_retrieval_order():
+    model = logistic(("llm", "retrieval_rr"), (1.0, 1.0), {"n_candidates": 20})
+    ranker = FusedRanker(model, FeatureContext(ITEMS, POPULARITY), LLMRanker(FakeLLM(), ITEMS))
+    assert len(ranker.rank(profile(), window(), 5)) == 5
+    assert "5 candidates" in ranker.last_note and "fitted on 20" in ranker.last_note
+    failing = FusedRanker(model, FeatureContext(ITEMS, POPULARITY), LLMRanker(FakeLLM(fail=True), ITEMS))
+    assert [c.item_id for c in failing.rank(profile(), window(), 5)] == ["2", "3", "4", "5", "6"]
+    assert "retrieval order" in failing.last_note
+    with pytest.raises(ModelError, match="LLM ranker"):
+        FusedRanker(model, FeatureContext(ITEMS, POPULARITY))
+
+
+# In the evaluation pipeline -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ml100k():
+    from llmrec.data import load_dataset, preprocess
+    from llmrec.evaluation.protocols import make_split
+
+    data = load_dataset("ml-100k")
+    seq = preprocess(data)
+    return data, seq, make_split("loo", seq, 0)
+
+
+def test_the_fused_ranker_in_the_evaluation_gets_the_fit_datas_popularity(ml100k):
+    from llmrec.evaluation.harness import EvalContext, evaluate_pipeline
+    from llmrec.evaluation.rerank import RerankPipeline
+
+    data, seq, split = ml100k
+    made: list[FusedRanker] = []
+
+    def factory() -> FusedRanker:
+        made.append(FusedRanker(logistic(("popularity",), (-1.0,)), FeatureContext(data.items, {})))
+        return made[-1]
+
+    pipeline = RerankPipeline("pop", factory, seq.item_ids, data.items, seq.ratings, n_candidates=20)
+    result = evaluate_pipeline(pipeline, split, context=EvalContext.for_split(split), max_users=30, seed=0)
+    counts = split.final_train.item_counts
+    assert made[0].context.popularity == {seq.item_ids[i]: int(c) for i, c in enumerate(counts) if c}
+    assert result.metrics["recall@20"] == pytest.approx(result.retriever["recall@20"])  # a reordering only
+    assert pipeline.fallbacks == 0
+
+
+def test_a_retriever_with_fewer_candidates_than_the_ranker_needs_is_refused(ml100k):
+    from llmrec.evaluation.rerank import RerankPipeline
+
+    data, seq, split = ml100k
+    ranker = FusedRanker(logistic(("popularity",), (1.0,)), FeatureContext(data.items, {}))
+    pipeline = RerankPipeline("pop", lambda: ranker, seq.item_ids, data.items, seq.ratings, n_candidates=seq.n_items)
+    pipeline.fit(split.final_train)
+    with pytest.raises(DataError, match="fewer than") as error:
+        pipeline.recommend(split.test.users[:2], split.test.histories[:2], 10)
+    assert "\n" not in str(error.value)
