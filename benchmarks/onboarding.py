@@ -92,7 +92,7 @@ def composed(rec: Recommender, data_dir: Path, test_items: dict[str, str]) -> An
     counts = Counter(rec.dataset.interactions.item_ids.tolist())
     catalogue = load_redial_catalogue(data_dir, popularity=counts)
     model = DialogueModel.fit(load_dialogues(data_dir / TRAIN_FILE), catalogue.items)
-    to_model = {m: r for r, m in catalogue.to_movielens.items() if m in items}
+    to_model = catalogue.from_movielens(items)
     inter = rec.dataset.interactions
     keep = np.array([test_items.get(u) != i for u, i in zip(inter.user_ids, inter.item_ids)])
     prior = QualityPrior.from_interactions(type(inter)(inter.user_ids[keep], inter.item_ids[keep], inter.ratings[keep],

@@ -199,7 +199,7 @@ class Parts:
 
         items = self.movielens.items
         scorer, seq = self.cf
-        to_model = {m: r for r, m in self.ml_to_redial_mapped().items()}
+        to_model = self.catalogue.from_movielens(items)
         return {"cf": CollaborativeRetriever(scorer, seq, label="ease", items=items),
                 "text": TextRetriever(self.store("ml-latest-small", items), self.embedder, items=items),
                 "dialogue": DialogueRetriever(model, items, to_model=to_model),
@@ -465,7 +465,23 @@ def tune(parts: Parts, limit: int, replayed: int) -> dict[str, Any]:
 
 
 # -- measuring on the development dialogues --------------------------------------------------
-def measure(parts: Parts, limit: int, protocols: tuple[str, ...]) -> dict[str, Any]:
+def cached_replay(dialogues: list[Dialogue], parts: Parts, cache: Path | None) -> list[dict]:
+    """``replay``, read from ``cache`` when it holds the same dialogues (the states do not depend on weights)."""
+    from llmrec.fileutil import atomic_file
+
+    key = [d.conversation_id for d in dialogues]
+    if cache is not None and cache.is_file():
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+        if stored.get("dialogues") == key:
+            return stored["records"]
+    records = replay(dialogues, parts)
+    if cache is not None:
+        with atomic_file(cache) as tmp:
+            tmp.write_text(json.dumps({"dialogues": key, "records": records}), encoding="utf-8")
+    return records
+
+
+def measure(parts: Parts, limit: int, protocols: tuple[str, ...], cache: Path | None = None) -> dict[str, Any]:
     train = parts.dialogues(TRAIN_FILE)
     dev = parts.dialogues(DEV_FILE, limit)
     model = DialogueModel.fit(train, parts.catalogue.items)
@@ -490,9 +506,11 @@ def measure(parts: Parts, limit: int, protocols: tuple[str, ...]) -> dict[str, A
         out["field protocol"]["skipped while reading"] = dict(counts)
         out["field protocol"]["unknown target ids"] = sum(t.movie not in parts.catalogue.items
                                                           for s in samples for t in s.targets)  # fmt: skip
-    if "product" in protocols:
+    if "product" in protocols or "replay" in protocols:
         started = time.monotonic()
-        records = replay(dev, parts)
+        records = cached_replay(dev, parts, cache)
+        if "product" not in protocols:
+            return {"replayed dialogues": len(dev), "records": len(records), "seconds": time.monotonic() - started}
         retrievers = parts.product_retrievers(model)
         lists = product_lists(records, retrievers, parts.movielens.items)
         to_ml = parts.ml_to_redial_mapped()
@@ -516,7 +534,10 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data", type=Path)
     parser.add_argument("--cache-dir", default=None, type=Path)
     parser.add_argument("--dialogues", type=int, default=0, help="first N dialogues (0 = all)")
-    parser.add_argument("--protocol", choices=("field", "product", "both"), default="both")
+    parser.add_argument("--protocol", choices=("field", "product", "both", "replay"), default="both",
+                        help="replay: only replay the development dialogues (into --replay-cache)")
+    parser.add_argument("--replay-cache", type=Path, default=None,
+                        help="JSON file keeping the chat engine's replayed states between runs")
     parser.add_argument("--tune", action="store_true", help="cross-validate constants on the training dialogues")
     parser.add_argument("--replayed", type=int, default=300,
                         help="with --tune: training dialogues replayed through the chat engine (0 = all)")
@@ -527,7 +548,7 @@ def main() -> None:
         result = tune(parts, args.dialogues, args.replayed)
     else:
         protocols = ("field", "product") if args.protocol == "both" else (args.protocol,)
-        result = measure(parts, args.dialogues, protocols)
+        result = measure(parts, args.dialogues, protocols, args.replay_cache)
     print(json.dumps(result, indent=1, default=str))
 
 

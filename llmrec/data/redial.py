@@ -260,11 +260,13 @@ class RedialCatalogue:
     to_movielens: Mapping[str, str]
     counts: Mapping[str, int]
 
-    def from_movielens(self) -> dict[str, str]:
-        """MovieLens id -> ReDial id (the first ReDial entry when several map to one film)."""
+    def from_movielens(self, items: Container[str] | None = None) -> dict[str, str]:
+        """MovieLens id -> ReDial id (the first ReDial entry when several map to one film), limited to ``items``
+        when given: the ``to_model`` mapping a ``DialogueRetriever`` needs to serve a MovieLens catalogue."""
         out: dict[str, str] = {}
         for redial_id, ml_id in self.to_movielens.items():
-            out.setdefault(ml_id, redial_id)
+            if items is None or ml_id in items:
+                out.setdefault(ml_id, redial_id)
         return out
 
 
