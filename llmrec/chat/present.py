@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from llmrec.chat.state import Shown
 from llmrec.chat.understanding import Understanding
@@ -99,7 +98,10 @@ def summary(u: Understanding, items: Mapping[str, Item], applied: set[str]) -> s
         parts.append(f"films from {u.year_min} on")
     elif u.year_max:
         parts.append(f"films up to {u.year_max}")
-    return f"Got it: {sanitize_output(join(parts), 400)}." if parts else ""
+    if not parts:
+        return ""
+    said = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + ", and " + parts[-1]
+    return f"Got it: {sanitize_output(said, 400)}."
 
 
 # Why ----------------------------------------------------------------------------------------------------
@@ -143,7 +145,3 @@ def about_text(item: Item) -> str:
     return sanitize_output(f"{item.display_title} is {genres}{extra}. Say \"more like it\" for similar films, or "
                            "tell me whether you liked it.", 500)  # fmt: skip
 
-
-def reply_data(reply: Reply) -> dict[str, Any]:
-    """The fields of a reply a transcript records besides the text."""
-    return {"understood": reply.understood.to_json() if reply.understood is not None else None}
