@@ -1,0 +1,86 @@
+"""Training pairs for the understanding adapter (ReDial seeker turns and synthetic messages), and a smoke run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune.understand_data import (
+    label_stance,
+    redial_examples,
+    split_examples,
+    synthetic_examples,
+)
+from fixtures_catalog import ITEMS
+from llmrec.chat.understanding import Reading
+
+REPO = Path(__file__).resolve().parents[1]
+DIALOGUE = {
+    "conversationId": "7", "initiatorWorkerId": 1, "respondentWorkerId": 2,
+    "movieMentions": {"111": "Shrek (2001)", "222": "Alien (1979)", "333": "Heat (1995)"},
+    "initiatorQuestions": {"111": {"suggested": 0, "seen": 1, "liked": 1},
+                           "222": {"suggested": 1, "seen": 0, "liked": 1},
+                           "333": {"suggested": 1, "seen": 1, "liked": 0}},
+    "messages": [
+        {"senderWorkerId": 1, "text": "hi"}, {"senderWorkerId": 2, "text": "hello! what do you like?"},
+        {"senderWorkerId": 1, "text": "I loved @111 , can you recommend a comedy?"},
+        {"senderWorkerId": 2, "text": "Have you seen @222 ?"},
+        {"senderWorkerId": 1, "text": "no I haven't seen it, sounds good"},
+        {"senderWorkerId": 2, "text": "or @333"}, {"senderWorkerId": 1, "text": "yes, it was boring"},
+    ],
+}  # fmt: skip
+
+
+def test_redial_turns_get_the_seekers_own_labels():
+    examples = redial_examples([DIALOGUE], seed=0)
+    by_text = {e.text: e for e in examples}
+    first = next(e for t, e in by_text.items() if t.startswith("I loved"))
+    assert first.target.liked[0].lower().startswith("shrek") and "comedy" in first.target.liked
+    assert first.target.requests == ["recommend"]
+    reaction = by_text["no I haven't seen it, sounds good"]  # reacts to the one movie just named
+    assert reaction.target == Reading(interested=["Alien (1979)"])
+    assert reaction.context.last_reply == "Have you seen Alien (1979) ?"
+    assert by_text["yes, it was boring"].target == Reading(disliked=["Heat (1995)"])
+    assert all(e.group == "redial:7" for e in examples)
+
+
+@pytest.mark.parametrize(("label", "text", "stance"), [
+    ({"seen": 1, "liked": 1}, "loved it", "liked"), ({"seen": 1, "liked": 0}, "meh", "disliked"),
+    ({"seen": 0, "liked": 1}, "I haven't seen it", "not_seen"), ({"seen": 0, "liked": 1}, "sounds good", "interested"),
+    ({"seen": 1, "liked": 2}, "seen it", "seen"), (None, "what about it", "mentioned"),
+])  # fmt: skip
+def test_label_stance(label, text, stance):
+    assert label_stance(label, text) == stance
+
+
+def test_synthetic_messages_copy_their_phrases_and_stay_out_of_the_evaluation_set():
+    examples = synthetic_examples(ITEMS, {i: 30 - int(i) for i in ITEMS}, 120, seed=3)
+    assert len(examples) > 100
+    for e in examples:
+        for _stance, phrase in e.target.phrases():
+            in_context = phrase in {t for _, _, t in e.context.cards} | {e.context.focus_title}
+            assert phrase.lower() in e.text.lower() or in_context, (e.text, phrase)
+    evaluation = {json.loads(line)["text"].lower() for name in ("dev", "test")
+                  for line in (REPO / "benchmarks/data/understanding" / f"{name}.jsonl").read_text().splitlines()}
+    assert not {e.text.lower() for e in examples} & evaluation
+    train, held = split_examples([*examples, *redial_examples([DIALOGUE], 0)], 0.5, seed=1)
+    assert train and held and not {e.group for e in train if e.source == "redial"} & {
+        e.group for e in held if e.source == "redial"}
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_understanding_smoke_run(tmp_path: Path, shared_data: Path, session_cache: Path):
+    from finetune import run_finetune
+    from finetune.config import load_config
+    from llmrec.adapters import read_card
+
+    cfg = load_config(REPO / "finetune/configs/understand-smoke.toml").replace(
+        data_dir=str(shared_data), cache_dir=str(session_cache), examples=4, valid_users=1, max_steps=2)
+    out = run_finetune(cfg, tmp_path / "understand")
+    card = read_card(out)
+    assert card is not None and card.task == "understand" and card.settings["prompt"] == "understand@1"
+    assert card.validation["zero_shot"]["messages"] == 1 and card.training["steps"] == 2
+    assert (out / "adapter_model.safetensors").is_file()
