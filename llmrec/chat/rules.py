@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from llmrec.chat.intents import MOODS, card_position, mood_words, ordinals_in
+from llmrec.chat.intents import MOODS, card_position, genre_of, mood_words, ordinals_in, years_in
 from llmrec.chat.linking import Catalogue
 from llmrec.chat.mentions import _EVERYDAY, spot_titles
 from llmrec.chat.understanding import Reading, ReadingContext
@@ -108,9 +108,9 @@ _REQUESTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("less_violent", r"\bless violent\b|\btoo violent\b|\bless gory\b"),
         ("shorter", r"\bshorter\b"),
         ("different", r"\bsomething (?:else|different)\b|\bother options\b|\bdifferent ones\b|\bnone of these\b"),
-        ("recommend", r"\b(?:recommend|suggest|what (?:should|can|could) i watch|give me|show me|any (?:good )?\w+"
-                      r"(?: movies| films)?\?|ideas|in the mood for|feel like watching|i want (?:a|some|something)|"
-                      r"i need a|worth watching)\b"),
+        ("recommend", r"\b(?:recommend|suggest|what (?:should|can|could) i watch|give me|show me|ideas|in the mood "
+                      r"for|feel like watching|i want (?:a|some|something|to watch)|i need a|worth watching)\b|"
+                      r"\bany (?:good )?\w+(?: movies| films)?\?"),
         ("quit", r"\b(?:goodbye|bye)\b"),
         ("help", r"\bhow does this work\b|\bwhat can you do\b"),
     )
@@ -149,8 +149,8 @@ _STANCES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("seen", r"\b(?:seen|saw|watched|already|finished)\b|\bwas (?:ok|okay|alright|fine)\b"),
     )
 )  # fmt: skip
-_CLAUSE = re.compile(r"[.!?;]+\s*|\s*,?\s*\b(?:but|though|although|however|whereas|while|except)\b\s*|\s+>+\s+|"
-                     r"\s+(?:over|than)\s+", re.IGNORECASE)  # fmt: skip
+_CLAUSE = re.compile(r"([.!?;]+\s*|\s*,?\s*\b(?:but|though|although|however|whereas|while|except)\b\s*|\s+>+\s+|"
+                     r"\s+(?:over|than)\s+|\s*,\s*)", re.IGNORECASE)  # fmt: skip
 _TITLE_AFTER = re.compile(r"\b(?:liked|like|love|loved|adore|enjoyed|enjoy|hated|hate|dislike|seen|watched|saw|"
                           r"about|why not|why|more like|similar to|than|over|finished|watching|watch)\s+(.+)$", re.I)
 _ASIDE = re.compile(r"^(?:(?:did |do |would |could |can )?you\s+(?:recommend|suggest|pick|choose)(?:ed)?\s+(?:me\s+)?|"
@@ -158,7 +158,12 @@ _ASIDE = re.compile(r"^(?:(?:did |do |would |could |can )?you\s+(?:recommend|sug
 _SPLIT = re.compile(r"\s*(?:,|;|\band\b|&|\bor\b)\s*", re.IGNORECASE)
 _STOP = re.compile(r"\s+(?:is|was|were|are|last|yesterday|tonight|again|too|a lot|so much|with|at|for|in|on|"
                    r"both|because|it|and then)\b.*$", re.IGNORECASE)  # fmt: skip
-_CAPITALISED = re.compile(r"\b([A-Z][\w'’:&.-]*(?:\s+(?:of|the|a|an|in|and|to|on|[A-Z0-9][\w'’:&.-]*))*)")
+_CAPITALISED = re.compile(r"\b([A-Z][\w'’:&.-]*(?:\s+(?:(?:of|the|a|an|in|and|to|on)\b|[A-Z0-9][\w'’:&.-]*))*)")
+_NOT_TITLES = frozenset("them those these both every everything all each much bit lot minute way".split())
+_POSITION = re.compile(r"\b(?:the\s+)?(?:first|second|third|fourth|fifth|last|1st|2nd|3rd|4th|5th)(?:\s+(?:one|pick|"
+                       r"movie|film))?\b|#\d\b")  # fmt: skip
+_CONTRAST = re.compile(r"\b(?:but|though|although|however|whereas|while|except|than|over)\b|>", re.IGNORECASE)
+_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 
 
 def clause_stance(lower: str) -> str | None:
@@ -168,9 +173,18 @@ def clause_stance(lower: str) -> str | None:
     return None
 
 
+def _known(phrase: str, catalogue: Catalogue) -> bool:
+    """Whether a phrase is exactly a catalogue title (normalised, or a main title such as "Kill Bill")."""
+    from llmrec.chat.mentions import _index
+
+    table = tuple((iid, it.title, it.year) for iid, it in catalogue.items.items())
+    key = normalise_title(phrase)
+    return bool(key) and (key in _index(table) or key in catalogue.main_titles)
+
+
 def _film_phrases(clause: str, catalogue: Catalogue) -> list[str]:
-    """Phrases of a clause that name films: catalogue titles, the words after a verb, capitalised titles,
-    card positions, and "it"."""
+    """Phrases of a clause that name films: catalogue titles, the words after a verb (the first always, the
+    others when they are titles or capitalised), capitalised titles, card positions."""
     found: list[str] = [catalogue.items[m.item_id].display_title
                         for m in spot_titles(clause, catalogue.items, catalogue.popularity)]  # fmt: skip
     keys = {normalise_title(f.rsplit(" (", 1)[0]) for f in found}
@@ -179,28 +193,30 @@ def _film_phrases(clause: str, catalogue: Catalogue) -> list[str]:
         phrase = _STOP.sub("", phrase).strip(" .,!?\"'")
         key = normalise_title(phrase)
         words = phrase.lower().split()
-        if not key or key in keys or all(w in _EVERYDAY or w in MOODS for w in words) or mood_words(phrase.lower()):
+        if not key or key in keys or any(key in k for k in keys) or all(
+                w in _EVERYDAY or w in MOODS or w in _NOT_TITLES for w in words):
             return
-        if any(key in k for k in keys):
+        if genre_of(phrase)[0] and not genre_of(phrase)[1]:  # "horror movies"
             return
         keys.add(key)
         found.append(phrase)
 
     if m := _TITLE_AFTER.search(clause):
         tail = _ASIDE.sub("", m.group(1).strip())
-        for part in _SPLIT.split(tail):
-            if not ordinals_in(part.lower()):
+        for n, part in enumerate(_SPLIT.split(tail)):
+            if not ordinals_in(part.lower()) and (n == 0 or part[:1].isupper() or _known(part, catalogue)):
                 add(part)
     for m in _CAPITALISED.finditer(clause):
         phrase = m.group(1)
-        if phrase.split()[0].lower() not in _EVERYDAY and phrase not in ("I", "I'm", "I've", "OK"):
+        bare = _ARTICLE.sub("", phrase)
+        if not bare or bare.split()[0].lower() in _EVERYDAY or phrase in ("I", "I'm", "I've", "OK"):
+            continue
+        if " and " in phrase and not _known(phrase, catalogue):  # "Goodfellas and The Godfather"
+            for part in phrase.split(" and "):
+                add(part)
+        else:
             add(phrase)
-    lower = clause.lower()
-    for m in re.finditer(r"\b(?:the\s+)?(?:first|second|third|fourth|fifth|last|1st|2nd|3rd|4th|5th)(?:\s+(?:one|"
-                         r"pick|movie|film))?\b|#\d\b", lower):  # fmt: skip
-        found.append(m.group(0))
-    if not found and re.search(r"\b(?:it|that one|this one)\b", lower):
-        found.append("it")
+    found += [m.group(0) for m in _POSITION.finditer(clause.lower())]
     return found
 
 
@@ -209,28 +225,42 @@ def rule_reading(text: str, context: ReadingContext, catalogue: Catalogue) -> Re
     lists: dict[str, list[str]] = {}
     lower_text = " ".join(text.lower().split())
     previous: list[tuple[str, str]] = []  # (stance, phrase) of the clause before
-    for clause in [c for c in _CLAUSE.split(text) if c and c.strip()]:
+    carried: str | None = None  # the stance a clause without one takes ("I loved A, B and C")
+    parts = _CLAUSE.split(text)
+    for clause, separator in zip(parts[::2], [*parts[1::2], ""]):
+        if not clause.strip():
+            continue
         lower = " ".join(clause.lower().split())
         stance = clause_stance(lower)
         films = _film_phrases(clause, catalogue)
-        if not films and stance in ("liked", "disliked", "seen") and re.search(r"\b(?:both|all of them|them)\b", lower):
-            for n, (old, phrase) in enumerate(previous):  # "Aliens > Alien. Loved both"
-                if old in ("mentioned", "liked"):
-                    previous[n] = (stance, phrase)
-            continue
+        masked = lower
+        for film in films:
+            masked = masked.replace(film.split(" (")[0].lower(), " ")
+        if not films and stance in ("liked", "disliked", "seen") and any(s == "mentioned" for s, _ in previous):
+            previous = [(stance if old == "mentioned" else old, phrase) for old, phrase in previous]  # "Loved both"
+            stance = None
         lists = _merge(lists, previous)
-        previous = [(stance or "mentioned", f) for f in films]
-        for word in mood_words(lower):
+        previous = [(stance or carried or "mentioned", f) for f in films]
+        carried = None if _CONTRAST.search(separator) else (stance or carried)
+        for word in mood_words(masked):
             negated = re.search(rf"\b(?:no|not|nothing|without|avoid|hate|don'?t like|not into|can'?t stand|"
-                                rf"dislike|no more)\b(?:\s+\w+){{0,3}}\s+{re.escape(word)}", lower)  # fmt: skip
+                                rf"dislike|no more|don'?t (?:usually )?watch)\b(?:\s+\w+){{0,3}}\s+{re.escape(word)}",
+                                masked)  # fmt: skip
             kind = "disliked" if negated or (stance == "disliked" and not films) else "liked"
             lists.setdefault(kind, []).append(word)
     lists = _merge(lists, previous)
     if ">" in text and lists.get("mentioned"):  # "X > Y": the first is preferred
-        first = lists["mentioned"].pop(0)
-        lists.setdefault("liked", []).insert(0, first)
+        lists.setdefault("liked", []).insert(0, lists["mentioned"].pop(0))
+    if context.focus and not any(lists.get(k) for k in ("liked", "disliked", "seen", "not_seen", "interested")):
+        stance = clause_stance(lower_text)
+        if stance in ("liked", "disliked", "seen", "not_seen", "interested"):
+            lists.setdefault(stance, []).append("it")  # an answer about the film in focus ("yes! a favourite")
+    requests = rule_requests(lower_text)
+    if not requests and lists.get("liked") and all(genre_of(p)[0] or years_in(p.lower()) != (None, None)
+                                                   for p in lists["liked"]):  # "90s action movies"
+        requests = ["recommend"]
     kept = {k: [p for p in dict.fromkeys(v) if len(p) <= MAX_PHRASE][:8] for k, v in lists.items()}
-    return Reading(**{k: v for k, v in kept.items() if v}, requests=rule_requests(lower_text))
+    return Reading(**{k: v for k, v in kept.items() if v}, requests=requests)
 
 
 def _merge(lists: dict[str, list[str]], pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
