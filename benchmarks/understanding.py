@@ -1,7 +1,8 @@
 """How well chat messages are understood: rules only vs the zero-shot LLM vs the LLM with its LoRA adapter.
 
     python benchmarks/understanding.py --data-dir ../shared/data [--variants rules,zero-shot,adapter]
-        [--sets dev,test] [--redial 100] [--adapter DIR] [--limit N] [--out FILE.json] [--records FILE.jsonl]
+        [--sets dev,test] [--redial 100] [--adapter DIR] [--runtime transformers|openvino] [--limit N]
+        [--out FILE.json] [--records FILE.jsonl]
 
 Labelled messages: ``benchmarks/data/understanding/{dev,test}.jsonl`` (written for this benchmark; the
 training templates in ``finetune/understand_data.py`` are other phrasings; nothing is tuned on test).
@@ -219,7 +220,7 @@ def build_reader(variant: str, args: argparse.Namespace, items: Any, popularity:
         return RuleUnderstander(items, popularity)
     from llmrec.adapters import shipped_adapter
     from llmrec.llm import prepare_model
-    from llmrec.llm.local import TransformersLLM
+    from llmrec.llm.runtime import load_llm
 
     folder = prepare_model(args.model)
     adapters = {}
@@ -228,7 +229,7 @@ def build_reader(variant: str, args: argparse.Namespace, items: Any, popularity:
         if path is None:
             raise SystemExit(f"no understanding adapter for {args.model}; pass --adapter DIR")
         adapters = {"understand": path}
-    llm = TransformersLLM(folder, name=args.model, adapters=adapters, threads=args.threads)
+    llm = load_llm(folder, args.model, adapters, runtime=args.runtime, threads=args.threads)
     return LLMUnderstander(llm, items, popularity)
 
 
@@ -242,6 +243,7 @@ def main() -> None:
     parser.add_argument("--adapter", default=None, help="understanding adapter (default: the shipped one)")
     parser.add_argument("--limit", type=int, default=0, help="read only the first N messages of each set")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runtime", default="transformers", help="transformers, openvino or auto (llmrec.llm.runtime)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--records", default=None, help="write every reading to this JSONL file")
     args = parser.parse_args()
@@ -257,10 +259,10 @@ def main() -> None:
         sets = {name: rows[: args.limit] for name, rows in sets.items()}
     records: list | None = [] if args.records else None
     report: dict[str, Any] = {"load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
-                              "model": args.model, "runtime": "transformers (torch CPU), float32", "variants": {}}
+                              "model": args.model, "runtime": args.runtime, "variants": {}}
     for variant in [v for v in args.variants.split(",") if v]:
         reader = build_reader(variant, args, items, popularity)
-        result: dict[str, Any] = {}
+        result: dict[str, Any] = {"runtime": type(getattr(reader, "llm", None)).__name__ if variant != "rules" else ""}
         for name, rows in sets.items():
             result[name] = score_set(reader, rows, items, records)
             print(f"{variant} {name}: {json.dumps(result[name])}", file=sys.stderr, flush=True)

@@ -40,7 +40,7 @@ LOSS = "causal LM cross-entropy on the answer tokens (prompt masked)"
 REDIAL_TRAIN = Path("redial") / "train.jsonl.gz"
 SYNTHETIC_SHARE = 0.4  # of the training pairs
 HELD_SHARE = 0.06
-MAX_NEW_TOKENS = 96
+MAX_NEW_TOKENS = 48  # held-out readings: a right one is ~10-40 tokens; the zero-shot model can ramble to any cap
 
 
 class PeftReader:
@@ -224,12 +224,14 @@ class UnderstandTuner(TrainingLoop):
         return self.out
 
     def write_card(self, state: RunState, overrides: dict[str, int]) -> None:
+        from llmrec.chat.readers import MAX_NEW_TOKENS as READER_TOKENS
         from llmrec.chat.understanding import MAX_MESSAGE_IN_PROMPT, prompt_ref
 
         cfg = self.cfg
         # fmt: off
         settings = {"prompt": prompt_ref(), "schema": "llmrec.chat.understanding.Reading",
-                    "max_new_tokens": MAX_NEW_TOKENS, "max_message_chars": MAX_MESSAGE_IN_PROMPT}
+                    "max_new_tokens": READER_TOKENS, "validation_max_new_tokens": MAX_NEW_TOKENS,
+                    "max_message_chars": MAX_MESSAGE_IN_PROMPT}
         data = {"name": cfg.dataset, "redial": str(REDIAL_TRAIN), **self.counts,
                 "examples_seen": state.step * cfg.grad_accum * cfg.batch_size,
                 "excluded": "redial/dialogues.jsonl and benchmarks/data/understanding/ (evaluation sets)",
