@@ -30,6 +30,19 @@ log = logging.getLogger(__name__)
 LABELS = string.ascii_uppercase[:20]  # LlamaRec ranks 20 candidates labelled A..T
 
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What a ranking prompt version shows: genres per candidate line, and the step by which the history window
+    moves (with a step of 5 the window's first item changes once every 5 new items, so a conversation keeps
+    its prompt prefix — and its cached keys and values — while the user likes a few films)."""
+
+    genres: int = 4
+    history_step: int = 1
+
+
+LAYOUTS = {1: Layout(genres=4, history_step=1), 2: Layout(genres=0, history_step=5)}
+
+
 class Ranker(Protocol):
     def rank(self, profile: UserProfile, candidates: Sequence[Candidate], n: int) -> list[Candidate]: ...
 
@@ -83,13 +96,22 @@ class LLMRanker:
         self.blend = blend
         self.kind = kind
         self.prompt = prompt or load_prompt("rank")
+        self.layout = LAYOUTS.get(self.prompt.version, LAYOUTS[max(LAYOUTS)])
         self.max_prompt_tokens = max_prompt_tokens or max(256, llm.context_length - 16)
         self.last_note = ""
 
     # Prompt ---------------------------------------------------------------------------------
+    def _history_window(self, profile: UserProfile) -> Sequence:
+        """The last ``max_history`` entries (up to ``history_step - 1`` more, so the window moves in steps)."""
+        if not self.max_history:
+            return ()
+        start = max(0, len(profile.history) - self.max_history)
+        step = self.layout.history_step
+        return profile.history[(start // step) * step :]
+
     def _history_lines(self, profile: UserProfile) -> list[str]:
         lines = []
-        for entry in profile.history[-self.max_history :] if self.max_history else ():
+        for entry in self._history_window(profile):
             item = self.items.get(entry.item_id)
             if item is None:
                 continue
@@ -98,7 +120,7 @@ class LLMRanker:
         return lines
 
     def _candidate_line(self, label: str, item: Item) -> str:
-        genres = fence(", ".join(item.genres[:4]), 80)
+        genres = fence(", ".join(item.genres[: self.layout.genres]), 80) if self.layout.genres else ""
         return f"{label}. {fence(item.display_title, 120)}" + (f" ({genres})" if genres else "")
 
     def messages(self, profile: UserProfile, window: Sequence[Candidate]) -> list[dict[str, str]]:

@@ -65,21 +65,25 @@ def test_lora_adapter_loads_and_mismatches_are_refused(small_llm: TransformersLL
         check_adapter(adapter, NAME)
 
 
-def test_the_shared_system_prefix_is_computed_once_and_changes_nothing(small_llm: TransformersLLM,
+def test_the_prefix_prompts_share_is_computed_once_and_changes_nothing(small_llm: TransformersLLM,
                                                                        session_cache: Path):  # fmt: skip
     from llmrec.llm import prepare_model
 
     plain = TransformersLLM(prepare_model(NAME, cache_dir=session_cache), name=NAME, threads=2, reuse_prefix=False)
     system = {"role": "system", "content": "You are a movie recommender. Reply with the letter of one candidate."}
-    prompts = [[system, {"role": "user", "content": f"History: Alien, Heat{extra}. Candidates: A. Solaris "
-                                                    "B. Shrek C. Toy Story. Answer with the letter."}]
-               for extra in ("", ", Up", ", Cars, Brave")]  # fmt: skip
-    before = small_llm.prefixes.misses
+    history = "History: Alien, Heat, Up, Cars, Brave, Solaris, Shrek, Toy Story, Fargo, Amelie."
+    prompts = [[system, {"role": "user", "content": f"{history} Candidates: A. {a} B. {b} C. Toy Story. "
+                                                    "Answer with the letter."}]
+               for a, b in (("Solaris", "Shrek"), ("Heat", "Up"), ("Brave", "Cars"))]  # fmt: skip
+    before, reused = small_llm.prefixes.misses, small_llm.prefixes.reused_tokens
     for messages in prompts:
         np.testing.assert_allclose(small_llm.score_options(messages, ["A", "B", "C"]),
                                    plain.score_options(messages, ["A", "B", "C"]), atol=1e-4)  # fmt: skip
-    assert small_llm.prefixes.misses == before + 1 and small_llm.prefixes.hits >= 2  # one prefix, reused
+    assert small_llm.prefixes.misses == before + 1  # the first prompt; the others start from its cache
+    shared = small_llm.count_tokens([system, {"role": "user", "content": history}]) - 8
+    assert small_llm.prefixes.reused_tokens - reused >= 2 * shared  # system turn and history, twice
     assert small_llm.generate(prompts[0], 12) == plain.generate(prompts[0], 12)
+    assert small_llm.generate(prompts[1], 12) == plain.generate(prompts[1], 12)  # from the first one's cache
     no_system = [{"role": "user", "content": "Answer A or B."}]  # nothing to reuse: computed as a whole
     np.testing.assert_allclose(small_llm.score_options(no_system, ["A", "B"]),
                                plain.score_options(no_system, ["A", "B"]), atol=1e-4)  # fmt: skip

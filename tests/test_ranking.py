@@ -70,7 +70,7 @@ def test_prompt_has_history_preferences_and_labelled_candidates():
     system, user = llm.prompts[0]
     assert system["role"] == "system" and "never instructions" in system["content"]
     assert "- Toy Story (1995) — rated 5" in user["content"]
-    assert "A. Solaris (1972) (Drama, Sci-Fi)" in user["content"]
+    assert "A. Solaris (1972)\n" in user["content"]  # rank@2: title and year only
     assert "B. Finding Nemo (2003)" in user["content"]
     assert "something with space" in user["content"]
 
@@ -113,3 +113,25 @@ def test_unknown_candidates_are_dropped_and_config_is_validated():
         LLMRanker(FakeLLM(), ITEMS, blend=2.0)
     with pytest.raises(ConfigError, match="distinct"):
         LLMRanker(FakeLLM(), ITEMS, labels="AA")
+
+
+def test_v2_prompts_keep_a_conversation_prefix_and_v1_stays_loadable():
+    from llmrec.prompts import load_prompt
+
+    history = tuple(dataclasses.replace(PROFILE.history[0], item_id=str(i % 29 + 1)) for i in range(23))
+    profile = dataclasses.replace(PROFILE, history=history)
+    v1 = LLMRanker(FakeLLM(), ITEMS, max_history=20, prompt=load_prompt("rank", 1))
+    v2 = LLMRanker(FakeLLM(), ITEMS, max_history=20)
+    assert v2.prompt.version == 2 and v1.prompt.version == 1
+    cands = candidates(["3", "5"])
+    old, new = v1.messages(profile, cands)[-1]["content"], v2.messages(profile, cands)[-1]["content"]
+    line = next(s for s in old.splitlines() if s.startswith("A. "))
+    assert line.endswith(")") and line.count("(") == 2  # v1: title (year) (genres)
+    assert next(s for s in new.splitlines() if s.startswith("A. ")) == line[: line.rindex(" (")]  # v2: no genres
+    assert len(v1._history_lines(profile)) == 20  # v1: exactly the last 20
+    assert len(v2._history_lines(profile)) == 23  # v2: the window starts at a multiple of 5 (item 0 of 23)
+    before = v2.messages(profile, cands)[-1]["content"]
+    liked = dataclasses.replace(profile, history=(*history, history[0]))  # the user likes one more film
+    after = v2.messages(liked, candidates(["7", "9"]))[-1]["content"]
+    shared = before[: before.index("</history>")]
+    assert after.startswith(shared)  # the history block only grew: the prefix and its cache survive

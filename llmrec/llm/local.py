@@ -20,7 +20,7 @@ import numpy as np
 from llmrec.errors import ConfigError, ModelError
 from llmrec.llm.base import Messages, check_task
 from llmrec.llm.generation import GREEDY, greedy_kwargs
-from llmrec.llm.prefix_cache import PrefixCache
+from llmrec.llm.prefix_cache import NoPrefix, PrefixCache
 from llmrec.llm.transformers_backend import load_causal_lm
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class TransformersLLM:
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 4096) or 4096)
         self._token_ids: dict[str, int] = {}
         self._lock = threading.Lock()  # switching adapters and running the model is one step
-        self.prefixes = PrefixCache(self.model, self.tokenizer) if reuse_prefix else _NoPrefix()
+        self.prefixes = PrefixCache(self.model, self.tokenizer) if reuse_prefix else NoPrefix()
         self._json: Any = None
 
     @contextlib.contextmanager
@@ -171,11 +171,13 @@ class TransformersLLM:
             input_ids[row, width - len(tokens) :] = tokens
             attention[row, width - len(tokens) :] = 1
         with self._lock, self._task(task), torch.inference_mode():
-            start = self.prefixes.prefix_length(batch[0], encoded[0].tolist()) if len(batch) == 1 else 0
-            if start:  # one prompt: the system turn's keys and values come from the prefix cache
-                cache = self.prefixes.get(encoded[0][:start].tolist(), self._cache_key(task))
+            if len(batch) == 1:  # one prompt: reuse the longest prefix kept from an earlier prompt
+                tokens = encoded[0].tolist()
+                start, cache = self.prefixes.longest(tokens, self._cache_key(task))
+                cache = cache if cache is not None else self._empty_cache()
                 out = self.model(input_ids=input_ids[:, start:].to(self.model.device), logits_to_keep=1,
-                                 **self.prefixes.kwargs(cache))  # fmt: skip
+                                 use_cache=True, **self.prefixes.kwargs(cache))  # fmt: skip
+                self.prefixes.put(tokens, self._cache_key(task), getattr(out, self.prefixes.keyword, None))
             else:
                 out = self.model(input_ids=input_ids.to(self.model.device),
                                  attention_mask=attention.to(self.model.device), logits_to_keep=1)  # fmt: skip
@@ -197,9 +199,11 @@ class TransformersLLM:
             try:
                 with self._lock, self._task(task):
                     ids = inputs["input_ids"][0].tolist()
+                    cache = self._reused(ids, task)
                     self.model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer,
-                                        pad_token_id=self.tokenizer.pad_token_id, **self._prefix(messages, ids, task),
+                                        pad_token_id=self.tokenizer.pad_token_id, **self.prefixes.kwargs(cache),
                                         **greedy_kwargs(len(ids)))  # fmt: skip
+                    self.prefixes.put(ids, self._cache_key(task), cache)
             except BaseException as exc:  # surfaced to the caller after the stream ends
                 errors.append(exc)
                 streamer.end()
@@ -229,21 +233,22 @@ class TransformersLLM:
         ids = inputs["input_ids"][0].tolist()
         options = {**GREEDY, "logits_processor": LogitsProcessorList([processor])}
         with self._lock, self._task(task), torch.inference_mode():
+            cache = self._reused(ids, task)
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens,
-                                         pad_token_id=self.tokenizer.pad_token_id, **self._prefix(messages, ids, task),
+                                         pad_token_id=self.tokenizer.pad_token_id, **self.prefixes.kwargs(cache),
                                          **options)  # fmt: skip
+            self.prefixes.put(ids, self._cache_key(task), cache)
         return self.tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True).strip()
 
-    def _prefix(self, messages: Messages, ids: Sequence[int], task: str) -> dict[str, Any]:
-        """``generate`` keyword arguments that start from the cached system turn (none when it does not apply)."""
-        start = self.prefixes.prefix_length(messages, ids)
-        return self.prefixes.kwargs(self.prefixes.get(list(ids[:start]), self._cache_key(task))) if start else {}
+    def _empty_cache(self) -> Any:
+        from transformers import DynamicCache
 
+        return DynamicCache(config=self.model.config)
 
-class _NoPrefix:
-    """``reuse_prefix=False``: every prompt is computed from its first token."""
-
-    hits = misses = 0
-
-    def prefix_length(self, messages: Messages, ids: Sequence[int]) -> int:
-        return 0
+    def _reused(self, ids: Sequence[int], task: str) -> Any:
+        """The cache ``generate`` starts from: a kept prefix of ``ids``, else an empty one to keep afterwards
+        (None when reuse is off). Call with the lock held."""
+        if isinstance(self.prefixes, NoPrefix):
+            return None
+        _, cache = self.prefixes.longest(list(ids), self._cache_key(task))
+        return cache if cache is not None else self._empty_cache()
