@@ -98,7 +98,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _session(url: str, genre: str, messages: int, timings: list[tuple[str, float, str]]) -> None:
     """One newcomer through the app's API: the greeting, then ``messages`` messages (a genre, then "Just
-    recommend", then refinements); each reply is timed and classed ok / busy / error."""
+    recommend", then refinements). Each reply is timed twice, when its text is shown whole ("shown") and when the
+    turn is over (the cards' sentences written: "send"), and classed ok / busy / error."""
     from gradio_client import Client
 
     client = Client(url, verbose=False)
@@ -111,60 +112,105 @@ def _session(url: str, genre: str, messages: int, timings: list[tuple[str, float
         return
     for message in [genre, "Just recommend", "Something newer", "Recommend something"][:messages]:
         started = time.perf_counter()
+        shown = None
         try:
-            out = view(client.predict(message, api_name="/send"), with_message=True)
-            reply = text(out["history"][-1]) if out["history"] else ""
+            job = client.submit(message, api_name="/send")
+            for update in job:
+                chat = view(update, with_message=True).get("history")
+                said = text(chat[-1]) if isinstance(chat, list) and chat else ""
+                if shown is None and said and said != "…" and not said.endswith("▍") and not said.startswith(
+                        "One moment"):  # fmt: skip
+                    shown = time.perf_counter() - started
+            chat = view(job.result(), with_message=True).get("history")
+            reply = text(chat[-1]) if isinstance(chat, list) and chat else ""
             outcome = "busy" if is_busy(reply) else ("error" if reply.startswith("Sorry") else "ok")
         except Exception as exc:
             outcome = f"error {type(exc).__name__}"
-        timings.append(("send", time.perf_counter() - started, outcome))
+        took = time.perf_counter() - started
+        timings.append(("shown", shown if shown is not None else took, outcome))
+        timings.append(("send", took, outcome))
+
+
+def _factory(args: Any) -> Callable[[], Any]:
+    """The recommender to measure: the fake pipeline (each recommendation slowed by ``--model-delay``) or the real
+    one for ``--dataset`` with the config's defaults unless ``--ranker``/``--explainer`` say otherwise."""
+    if args.fake:
+        from fixtures_catalog import fake_recommender
+
+        def fake() -> Any:
+            rec = fake_recommender(**({"ranker": {"kind": args.ranker}} if args.ranker else {}),
+                                   **({"explainer": {"kind": args.explainer}} if args.explainer else {}))  # fmt: skip
+            if args.model_delay > 0:  # a stand-in for the time a real model call takes, under the model lock
+                recommend = rec.recommend
+
+                def slow(*a: Any, **kw: Any) -> Any:
+                    with rec.lock:
+                        time.sleep(args.model_delay)
+                        return recommend(*a, **kw)
+
+                rec.recommend = slow
+            return rec
+
+        return fake
+    from llmrec.config import RecommenderConfig
+    from llmrec.pipeline import Recommender
+
+    sections: dict[str, Any] = {"data": {"dataset": args.dataset, "data_dir": args.data_dir}}
+    if args.ranker:
+        sections["ranker"] = {"kind": args.ranker}
+    if args.explainer:
+        sections["explainer"] = {"kind": args.explainer}
+    config = RecommenderConfig().updated(**sections, cache_dir=args.cache_dir)
+    return lambda: Recommender(config)
+
+
+def serve(args: Any) -> None:
+    """``--serve``: the app alone, in this process, with the app's default settings, until killed."""
+    app = build_app(_factory(args), Path(args.store), AppSettings(dataset_label=args.dataset))
+    launch(app, "127.0.0.1", args.port, block=True, quiet=True)
 
 
 def measure(args: Any) -> dict[str, Any]:
     """Time to the first recommendations after the app starts, then ``sessions`` concurrent sessions of
-    ``messages`` messages each: errors, busy answers, p50 / p95 reply time."""
+    ``messages`` messages each: errors, busy answers, p50 / p95 reply time. The app runs in a process of its own
+    (``--serve``), so the measuring clients do not share its interpreter."""
+    import subprocess
+    import sys
     import threading
 
+    import httpx
     from gradio_client import Client
 
-    if args.fake:
-        from fixtures_catalog import fake_recommender
-
-        def factory() -> Any:
-            rec = fake_recommender(**({"ranker": {"kind": args.ranker}} if args.ranker else {}),
-                                   **({"explainer": {"kind": args.explainer}} if args.explainer else {}))  # fmt: skip
-            if args.model_delay > 0:  # a stand-in for the time a real model call takes
-                recommend = rec.recommend
-
-                def slow(*a: Any, **kw: Any) -> Any:
-                    time.sleep(args.model_delay)
-                    return recommend(*a, **kw)
-
-                rec.recommend = slow
-            return rec
-    else:
-        from llmrec.config import RecommenderConfig
-        from llmrec.pipeline import Recommender
-
-        sections: dict[str, Any] = {"data": {"dataset": args.dataset, "data_dir": args.data_dir}}
-        if args.ranker:
-            sections["ranker"] = {"kind": args.ranker}
-        if args.explainer:
-            sections["explainer"] = {"kind": args.explainer}
-        config = RecommenderConfig().updated(**sections, cache_dir=args.cache_dir)
-
-        def factory() -> Any:
-            return Recommender(config)
-
+    port = free_port()
+    command = [sys.executable, __file__, "--serve", "--port", str(port), "--store", args.store, "--dataset",
+               args.dataset, "--model-delay", str(args.model_delay)]  # fmt: skip
+    for flag, value in (("--data-dir", args.data_dir), ("--cache-dir", args.cache_dir), ("--ranker", args.ranker),
+                        ("--explainer", args.explainer)):  # fmt: skip
+        if value:
+            command += [flag, str(value)]
+    command += ["--fake"] if args.fake else []
     started = time.perf_counter()
-    app = build_app(factory, Path(args.store), AppSettings(dataset_label=args.dataset))
-    url = launch(app, "127.0.0.1", free_port(), block=False, quiet=True)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(args.store + ".log", "w"))  # noqa: SIM115
+    url = f"http://127.0.0.1:{port}/"
     try:
+        while True:
+            try:
+                if httpx.get(url + "config", timeout=2).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None:
+                raise RuntimeError(f"the app exited; see {args.store}.log")
+            time.sleep(0.5)
         client = Client(url, verbose=False)
         client.predict(api_name="/start")
         greeting = time.perf_counter() - started
-        client.predict("Sci-Fi", api_name="/send")
-        out = view(client.predict("Just recommend", api_name="/send"), with_message=True)
+        while True:  # the first load may still run: the app answers "getting ready" meanwhile
+            client.predict("Sci-Fi", api_name="/send")
+            out = view(client.predict("Just recommend", api_name="/send"), with_message=True)
+            if out["cards"] or not is_busy(text(out["history"][-1])):
+                break
+            time.sleep(2)
         first = time.perf_counter() - started
         assert out["cards"], f"no recommendations: {text(out['history'][-1])}"
         log.info("first recommendations %.1f s after start (greeting at %.1f s)", first, greeting)
@@ -179,7 +225,9 @@ def measure(args: Any) -> dict[str, Any]:
             thread.join()
         wall = time.perf_counter() - wall
     finally:
-        app.close()
+        server.terminate()
+        server.wait(timeout=60)
+    shown = [t for kind, t, _ in timings if kind == "shown"]
     replies = [t for kind, t, _ in timings if kind == "send"]
     outcomes = [o for kind, _, o in timings if kind == "send"]
     answered = [t for kind, t, o in timings if kind == "send" and o == "ok"]
@@ -192,6 +240,8 @@ def measure(args: Any) -> dict[str, Any]:
             "busy": outcomes.count("busy"), "busy_share": round(outcomes.count("busy") / max(1, len(outcomes)), 3),
             "p50_s": round(_percentile(replies, 50), 3), "p95_s": round(_percentile(replies, 95), 3),
             "max_s": round(max(replies, default=float("nan")), 3),
+            "reply_shown_p50_s": round(_percentile(shown, 50), 3),
+            "reply_shown_p95_s": round(_percentile(shown, 95), 3),
             "answered_p50_s": round(_percentile(answered, 50), 3),
             "answered_p95_s": round(_percentile(answered, 95), 3),
             "start_p95_s": round(_percentile([t for k, t, _ in timings if k == "start"], 95), 3),
@@ -214,9 +264,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--fake", action="store_true", help="the fake pipeline of the tests instead of real data")
     parser.add_argument("--model-delay", type=float, default=0.0, help="with --fake: seconds each model call takes")
+    parser.add_argument("--serve", action="store_true", help="only serve the app (what the measurement starts)")
+    parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.serve:
+        serve(args)
+        return
     sys.stdout.write(json.dumps(measure(args), indent=2) + "\n")
 
 

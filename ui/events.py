@@ -9,6 +9,7 @@ transcript (``Service.transcript``), escaped in ``ui.render``; nothing a client 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -133,16 +134,19 @@ class ChatApp:
 
     # -- running a turn -----------------------------------------------------------------------------
     def _run(self, uid: str, settings: Sequence[Any], call: Callable[[Any], Reply], asked: str | None = None,
-             greeting: bool = False) -> tuple[Reply, ChatState | None, Any]:  # fmt: skip
+             greeting: bool = False, model: bool = False) -> tuple[Reply, ChatState | None, Any]:  # fmt: skip
         """Call the conversation; errors become a polite reply, never a traceback in the page. A reply the
         conversation did not record (a greeting, "busy", an error) is kept with the transcript by ``remember``.
+        ``model``: the turn may call the models (reading the message, recommending), so it passes the admission
+        door once, as a whole, instead of once per call.
 
         The third value is the conversation when its cards' sentences are to be written afterwards."""
         started = time.time()
         try:
             choice, k = self._choice(*settings)
             convo = self.service.greeter(uid) if greeting else self.service.conversation(uid, choice, k)
-            reply = call(convo)
+            with self.service.admission.enter(uid) if model else contextlib.nullcontext():
+                reply = call(convo)
             self._keep(uid, started, asked, reply)
             return reply, convo.state(), convo if convo.streams and reply.cards else None
         except Busy as exc:
@@ -193,14 +197,15 @@ class ChatApp:
             yield (*lead, gr.skip(), [dict(c) for c in cards], *rest)
 
     def _turn(self, uid: str, settings: Sequence[Any], call: Callable[[Any], Reply], asked: str | None = None,
-              lead: tuple = (), keep_cards: bool = False, greeting: bool = False) -> Iterator[tuple]:  # fmt: skip
+              lead: tuple = (), keep_cards: bool = False, greeting: bool = False,
+              model: bool = False) -> Iterator[tuple]:  # fmt: skip
         """Show what was asked and a placeholder, run the turn, then reveal the reply a few words at a time."""
         skip_rest = [gr.skip()] * (N_OUT - 1)
         ready = (self.service.catalogue if greeting else self.service.ready).is_set()
         pending = [("user", asked)] if asked is not None else []
         yield (*lead, self.chat(uid, *pending, ("assistant", "…" if ready else LOADING)), gr.skip(), [], "",
                *skip_rest[3:])  # fmt: skip
-        reply, state, streaming = self._run(uid, settings, call, asked, greeting)
+        reply, state, streaming = self._run(uid, settings, call, asked, greeting, model)
         lead = tuple(gr.skip() for _ in lead)
         said = self.service.transcript(uid)
         words = reply.text.split(" ")
@@ -250,7 +255,7 @@ class ChatApp:
         if (refused := self._limited(uid, shown, lead=("",))) is not None:
             yield refused
             return
-        yield from self._turn(uid, settings, lambda convo: convo.handle(text), asked=shown, lead=("",))
+        yield from self._turn(uid, settings, lambda convo: convo.handle(text), asked=shown, lead=("",), model=True)
 
     def on_act(self, item_id: Any, kind: Any, ranker: Any, explainer: Any, model: Any, k: Any, diversity: Any,
                request: gr.Request) -> Iterator[tuple]:  # fmt: skip
@@ -263,7 +268,8 @@ class ChatApp:
         if kind != "why" and (refused := self._limited(uid, asked)) is not None:
             yield refused
             return
-        yield from self._turn(uid, settings, lambda convo: convo.act(item_id, kind), asked=asked)
+        yield from self._turn(uid, settings, lambda convo: convo.act(item_id, kind), asked=asked,
+                              model=kind != "why")  # "Why?" reads what was recorded: never behind the models
 
     def on_save(self, liked: Any, disliked: Any, seen: Any, preferences: Any, wanted: Any, avoided: Any,
                 year_from: Any, year_to: Any, ranker: Any, explainer: Any, model: Any, k: Any, diversity: Any,

@@ -2,10 +2,11 @@
 
 The models run one call at a time (the recommender holds a lock), so a crowd queues behind it. ``Admission`` is
 the door in front of that queue: a session has at most ``per_session`` model calls in flight and at most
-``per_minute`` turns a minute; at most ``max_waiting`` calls wait, in arrival order, and none waits longer than
-``max_wait_s``. A call refused at the door raises ``Busy`` at once, so a user hears "busy, try again" in seconds
-instead of waiting minutes, and one user's burst cannot push everyone else back. Re-entrant per thread: a turn
-that recommends twice (a relaxed second try) passes the door once.
+``per_minute`` turns a minute; calls wait in arrival order, at most ``max_waiting`` of them, and none longer than
+``max_wait_s``. A call whose expected wait (the calls ahead of it times the recent average call) is already longer
+than ``max_wait_s`` is refused at once rather than after waiting in vain. A refused call raises ``Busy``, so a user
+hears "busy, try again" in seconds instead of waiting minutes, and one user's burst cannot push everyone else
+back. Re-entrant per thread: a turn that recommends twice (a relaxed second try) passes the door once.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Busy(LlmrecError):
 @dataclass(frozen=True)
 class Limits:
     slots: int = 1  # model calls running at once (the recommender serialises them anyway)
-    max_waiting: int = 8  # calls waiting behind them; more are refused at once
+    max_waiting: int = 16  # calls waiting behind them; more are refused at once
     max_wait_s: float = 20.0  # no call waits longer than this for its turn
     per_session: int = 1  # model calls one session may have in flight
     per_minute: int = 30  # turns one session may start a minute
@@ -47,6 +48,7 @@ class Admission:
         self._in_flight: dict[str, int] = {}
         self._recent: dict[str, deque[float]] = {}
         self._local = threading.local()
+        self._average_s: float | None = None  # recent model call time (an exponential average)
         self.refused = 0
 
     def check_rate(self, key: str) -> None:
@@ -81,8 +83,10 @@ class Admission:
             if self._in_flight.get(key, 0) >= self.limits.per_session:
                 self._refuse(key, "one call at a time")
                 raise Busy("I'm still working on your previous request; one moment, then try again.")
-            if len(self._queue) >= self.limits.max_waiting:
-                self._refuse(key, "queue full")
+            ahead = len(self._queue) + self._running
+            expected = ahead * self._average_s / self.limits.slots if self._average_s is not None else 0.0
+            if len(self._queue) >= self.limits.max_waiting or expected > wait:
+                self._refuse(key, f"{len(self._queue)} waiting, about {expected:.0f} s")
                 raise Busy("I'm busy with other people's requests right now; please try again in a moment.")
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
             self._queue.append(ticket)
@@ -102,11 +106,14 @@ class Admission:
             self._queue.popleft()
             self._running += 1
         self._local.depth = 1
+        began = time.monotonic()
         try:
             yield
         finally:
             self._local.depth = 0
+            took = time.monotonic() - began
             with self._cond:
+                self._average_s = took if self._average_s is None else 0.7 * self._average_s + 0.3 * took
                 self._running -= 1
                 self._release_key(key)
                 self._cond.notify_all()
