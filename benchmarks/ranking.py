@@ -6,6 +6,8 @@ Sections (each caches what it computes under ``--work``, so a later section or a
                 validation item, as the harness's test fit does), keep its validation and test score
                 matrices, print NDCG@10 / Recall@10 / Recall@20 with standard errors on both.
 ``ensemble``    weighted sums of retrievers' normalised scores, weights chosen on validation Recall@20.
+``positions``   where the target sits among a retriever's 20 candidates when it is there: the cross-entropy of the
+                best model that reads the position only (shuffled lists: ln 20 = 3.00, whatever it learns).
 ``fusion``      the LLM's label scores for every validation and test window whose target was retrieved (through
                 the on-disk score cache the fused ranker reads), the fusion features, model selection by 5-fold
                 cross-validation over the validation users, a refit on all of them, test figures for every row
@@ -148,6 +150,48 @@ def ensemble_search(members: Sequence[str], split: Any, seq: Any, work: Path,
             "test": metrics_of(combined_test, split.test)}  # fmt: skip
 
 
+def position_prior(scores: np.ndarray, cases: Any, k: int = 20) -> dict[str, Any]:
+    """The target's rank among the top ``k`` (when retrieved) and the entropy of that distribution, in nats: the
+    loss a ranker reaches by learning the position alone, when the list keeps the retriever's order."""
+    from llmrec.evaluation.metrics import top_k
+
+    top = top_k(scores, k)
+    targets = np.array([t[0] for t in cases.targets])
+    ranks = [int(np.flatnonzero(row == t)[0]) for row, t in zip(top, targets) if t in row]
+    counts = np.bincount(ranks, minlength=k)
+    p = counts / max(1, counts.sum())
+    entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    return {"retrieved": len(ranks), "users": len(targets), "rank_counts": counts.tolist(),
+            "position_only_loss": round(entropy, 3), "shuffled_loss": round(float(np.log(k)), 3)}  # fmt: skip
+
+
+def training_positions(variant: str, split: Any, seq: Any, work: Path, n: int = 2000, folds: int = 0) -> dict[str, Any]:
+    """``position_prior`` on ``n`` sampled positions inside the training items (the fine-tuning examples), scored
+    by the same model: a retriever that was trained on those very items finds their next item far more often."""
+    from finetune.data import sample_positions
+    from llmrec.baselines import get_checkpointed_scorer, get_scorer
+    from llmrec.evaluation.protocols import EvalSet
+
+    name, params = VARIANTS[variant]
+    digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
+    folder = work / seq.name / "retrievers" / f"{variant}-{digest}"
+    if _is_neural(name):
+        scorer = get_checkpointed_scorer(name, folder / "checkpoint", **{**COMMON, **params}).fit(split.final_train)
+    else:
+        scorer = get_scorer(name, **params).fit(split.tune_train)
+    pairs = sample_positions(seq, n, 1, np.random.default_rng(0))
+    cases = EvalSet(np.array([u for u, _ in pairs]), tuple(seq.train(u)[:p] for u, p in pairs),
+                    tuple(np.array([seq.train(u)[p]]) for u, p in pairs))  # fmt: skip
+    out = {"in_sample": position_prior(masked_scores(scorer, cases), cases)}
+    if folds:
+        from finetune.data import fit_out_of_fold
+
+        cache = work / seq.name / "retrievers" / f"{variant}-{digest}-folds" if _is_neural(name) else None
+        oof = fit_out_of_fold(seq, name, {**COMMON, **params} if _is_neural(name) else params, 0, folds, cache)
+        out[f"out_of_fold_{folds}"] = position_prior(masked_scores(oof, cases), cases)
+    return out
+
+
 def row(label: str, valid: Mapping[str, float], test: Mapping[str, float]) -> str:
     def cell(m: Mapping[str, float], key: str) -> str:
         return f"{m[key]:.4f} ± {m[key + '_se']:.4f}"
@@ -170,6 +214,22 @@ FEATURE_SETS = {
 MODEL_GRID = (("logistic", 0.01), ("logistic", 0.1), ("logistic", 1.0), ("lambdarank", 50.0),
               ("lambdarank", 150.0), ("lambdarank", 300.0))  # fmt: skip
 BLENDS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 1.0)
+
+
+def seed_checkpoint(variant: str, split: Any, seq: Any, work: Path, cache: Path) -> None:
+    """Copy the retriever sweep's checkpoint (same model, same settings) to where the evaluation looks for it, so
+    the CLI's ``evaluate --ranker`` and this script use one trained model and neither trains it again."""
+    import shutil
+
+    from llmrec.evaluation.rerank import retriever_folder
+
+    name, params = VARIANTS.get(variant, (variant, {}))
+    digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
+    source = work / seq.name / "retrievers" / f"{variant}-{digest}" / "checkpoint"
+    target = retriever_folder(name, split.final_train, params, cache)
+    if (source / "state.json").is_file() and not (target / "state.json").is_file():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+        log.info("retriever checkpoint copied from %s to %s", source, target)
 
 
 def build_llm_ranker(config: Any, items: Any, prompt: str) -> Any:
@@ -283,12 +343,14 @@ def fusion_main(args: argparse.Namespace) -> int:
     from llmrec.paths import resolve_cache_dir
 
     data, seq, split = load_split(args.dataset, args.data_dir)
-    llm = {"model": args.model, "use_default_adapter": args.adapter == "shipped"}
+    llm = {"model": args.model, "use_default_adapter": args.adapter == "shipped", "dtype": args.dtype,
+           "threads": 1}  # fmt: skip
     if args.adapter not in ("none", "shipped"):
         llm["adapter"] = args.adapter
     config = RecommenderConfig().updated(data={"dataset": args.dataset, "data_dir": args.data_dir}, llm=llm,
                                          ranker={"kind": "llm"}, cache_dir=args.cache_dir)  # fmt: skip
     cache = resolve_cache_dir(config.cache_dir)
+    seed_checkpoint(args.retriever, split, seq, Path(args.work), cache)
     pipeline = RerankPipeline(args.retriever, None, seq.item_ids, data.items, seq.ratings, n_candidates=20,
                               cache_dir=cache).fit(split.final_train)  # fmt: skip
     # Validation windows: the test-time model when it was trained on the training items alone (neural models,
@@ -301,8 +363,15 @@ def fusion_main(args: argparse.Namespace) -> int:
     n = seq.n_users
     pick = np.arange(n) if not args.max_users or args.max_users >= n else np.sort(rng.choice(n, args.max_users,
                                                                                                 replace=False))
-    valid = collect_windows(pipeline, valid_scorer, split.valid, split.tune_train.item_counts, probe, pick, "valid")
-    test = collect_windows(pipeline, pipeline.scorer, split.test, split.final_train.item_counts, probe, pick, "test")
+    if args.only != "test":
+        valid = collect_windows(pipeline, valid_scorer, split.valid, split.tune_train.item_counts, probe, pick,
+                                "valid")  # fmt: skip
+    if args.only != "valid":
+        test = collect_windows(pipeline, pipeline.scorer, split.test, split.final_train.item_counts, probe, pick,
+                               "test")  # fmt: skip
+    if args.only:
+        print(f"{args.only}: label scores cached ({ranker.llm.hits} hits, {ranker.llm.misses} scored)")
+        return 0
     log.info("LLM score cache: %d hits, %d misses", ranker.llm.hits, ranker.llm.misses)
     n_users = len(pick)
 
@@ -355,7 +424,8 @@ def fusion_main(args: argparse.Namespace) -> int:
     card = {
         "name": out.name, "dataset": data.name, "min_count": 5, "protocol": split.protocol,
         "split": split.description, "retriever": retriever_identity(args.retriever), "n_candidates": 20,
-        "llm": ranker.llm.identity, "llm_model": args.model, "adapter": args.adapter, "prompt": ranker.prompt.ref,
+        "llm": ranker.llm.identity, "llm_model": args.model, "adapter": args.adapter, "dtype": args.dtype,
+        "prompt": ranker.prompt.ref,
         "labels": ranker.labels, "max_history": ranker.max_history, "kind": best["kind"], "param": best["param"],
         "feature_set": best["features"],
         "fitted_on": (f"validation split only: the {len(valid)} of {n_users} users whose validation item is among the "
@@ -383,14 +453,18 @@ def _version(name: str) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("section", choices=("retrievers", "ensemble", "fusion"))
+    p.add_argument("section", choices=("retrievers", "ensemble", "positions", "fusion"))
     p.add_argument("--dataset", default="ml-latest-small")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--work", default="/tmp/llmrec-ranking", help="cache folder for models, scores and results")
     p.add_argument("--variants", default="sasrec,ease", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--folds", type=int, default=0, help="positions: also out-of-fold retrievers over K user folds")
     p.add_argument("--retriever", default="sasrec", help="fusion: registry scorer giving the 20 candidates")
     p.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="fusion: the language model")
     p.add_argument("--adapter", default="none", help="fusion: none (zero-shot), shipped, or an adapter folder")
+    p.add_argument("--dtype", default="bfloat16", help="fusion: the language model's dtype (bf16: 2.5x faster here)")
+    p.add_argument("--only", choices=("valid", "test"), help="fusion: only score this split's prompts (fills the "
+                   "cache; run one process per split on two cores), then stop")
     p.add_argument("--prompt", default="rank", help="fusion: prompt task[@version] of the LLM ranker")
     p.add_argument("--cache-dir", default=None, help="llmrec cache (retriever checkpoints, the label-score cache)")
     p.add_argument("--max-users", type=int, default=0, help="fusion: a seeded subset of users (0 = all)")
@@ -411,6 +485,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for variant in variants:
             valid, test, info = retriever_scores(variant, split, seq, work)
             print(row(variant, metrics_of(valid, split.valid), metrics_of(test, split.test)), info, flush=True)
+    elif args.section == "positions":
+        for variant in variants:
+            valid, test, _ = retriever_scores(variant, split, seq, work)
+            print(variant, "valid", position_prior(valid, split.valid), "test", position_prior(test, split.test))
+            print(variant, "training positions", training_positions(variant, split, seq, work, folds=args.folds))
     else:
         result = ensemble_search(variants, split, seq, work)
         print(HEADER)

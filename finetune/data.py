@@ -104,19 +104,73 @@ def fit_retriever(
     """The named scorer fitted on the training split (never sees a validation or test item as input). With
     ``cache_dir``, models that train for minutes (SASRec) train once per data, settings and seed and are
     then loaded from ``<cache>/finetune/``."""
+    log.info("fitting the %s retriever on the training items of %d users", name, seq.n_users)
+    return _fit_cached(seq, name, params, seed, training_data(seq, seed), cache_dir, "train")
+
+
+def _fit_cached(seq: SequenceData, name: str, params: dict[str, Any] | None, seed: int, data: Any,
+                cache_dir: Path | None, tag: str) -> Scorer:  # fmt: skip
     import hashlib
     import json
 
     from llmrec.baselines import get_checkpointed_scorer, get_scorer
 
-    log.info("fitting the %s retriever on the training items of %d users", name, seq.n_users)
-    data = training_data(seq, seed)
     if cache_dir is None:
         return get_scorer(name, **(params or {})).fit(data)
     digest = hashlib.sha256(np.concatenate(data.histories).astype(np.int64).tobytes())
     digest.update(json.dumps([params or {}, seed], sort_keys=True).encode())
-    folder = Path(cache_dir) / "finetune" / f"{seq.name}-{name}-train-{digest.hexdigest()[:12]}"
+    folder = Path(cache_dir) / "finetune" / f"{seq.name}-{name}-{tag}-{digest.hexdigest()[:12]}"
     return get_checkpointed_scorer(name, folder, **(params or {})).fit(data)
+
+
+class OutOfFoldScorer:
+    """Scores each user with a retriever that never saw that user's items (issue 16).
+
+    A retriever fitted on the training items has learnt their transitions: on positions inside them it finds the
+    next item far more often than on the validation item (EASE: 65 % against 15 % at Recall@20 on ml-latest-small),
+    so training lists built with it look nothing like the lists the ranker meets at inference. Users are split
+    into ``len(scorers)`` seeded folds; ``scorers[k]`` was fitted on every user outside fold ``k``.
+    """
+
+    def __init__(self, scorers: Sequence[Any], fold_of_user: np.ndarray) -> None:
+        self.scorers = list(scorers)
+        self.fold_of_user = np.asarray(fold_of_user, dtype=np.int64)
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        users = np.asarray(users, dtype=np.int64)
+        out: np.ndarray | None = None
+        for fold, scorer in enumerate(self.scorers):
+            rows = np.flatnonzero(self.fold_of_user[users] == fold)
+            if not len(rows):
+                continue
+            # the fold's users are unknown to its scorer: scored from their history alone (-1)
+            block = np.asarray(scorer.score(np.full(len(rows), -1), [histories[r] for r in rows]), dtype=np.float32)
+            if out is None:
+                out = np.zeros((len(users), block.shape[1]), dtype=np.float32)
+            out[rows] = block
+        assert out is not None
+        return out
+
+
+def fit_out_of_fold(seq: SequenceData, name: str, params: dict[str, Any] | None, seed: int, folds: int,
+                    cache_dir: Path | None = None) -> OutOfFoldScorer:  # fmt: skip
+    """``folds`` retrievers, each fitted on the training items of the users outside one seeded fold."""
+    from llmrec.baselines import TrainData, ValidationSet
+
+    fold_of_user = np.random.default_rng([seed, folds]).permutation(seq.n_users) % folds
+    full = training_data(seq, seed)
+    scorers = []
+    for fold in range(folds):
+        keep = fold_of_user != fold
+        histories = tuple(h if k else h[:0] for h, k in zip(full.histories, keep))
+        users = np.flatnonzero(keep)
+        valid = full.validation
+        validation = ValidationSet(users, tuple(valid.histories[u] for u in users),
+                                   tuple(valid.targets[u] for u in users))  # fmt: skip
+        data = TrainData(seq.n_users, seq.n_items, histories, seed=seed, validation=validation)
+        scorers.append(_fit_cached(seq, name, params, seed, data, cache_dir, f"fold{fold}of{folds}"))
+    log.info("out-of-fold retrievers: %d %s models, each fitted without one fold of users", folds, name)
+    return OutOfFoldScorer(scorers, fold_of_user)
 
 
 def retrieve(scorer: Any, users: Sequence[int], histories: Sequence[np.ndarray], k: int) -> np.ndarray:

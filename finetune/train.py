@@ -176,7 +176,11 @@ class FineTuner(TrainingLoop):
         self.scorer = fdata.fit_retriever(
             self.seq, self.retriever_name, cfg.retriever_params, cfg.seed, resolve_cache_dir(cfg.cache_dir)
         )
-        self.examples = fdata.build_examples(self.seq, self.scorer, cfg.examples, cfg.n_candidates, cfg.seed,
+        lists = self.scorer
+        if cfg.retriever_folds and cfg.candidates != "random":
+            lists = fdata.fit_out_of_fold(self.seq, self.retriever_name, cfg.retriever_params, cfg.seed,
+                                          cfg.retriever_folds, resolve_cache_dir(cfg.cache_dir))  # fmt: skip
+        self.examples = fdata.build_examples(self.seq, lists, cfg.examples, cfg.n_candidates, cfg.seed,
                                              cfg.candidates, cfg.min_history, cfg.candidate_order)  # fmt: skip
         if not self.examples:
             raise ConfigError(

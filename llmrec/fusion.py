@@ -403,6 +403,11 @@ def build_fused_ranker(config: Any, owner: Any, path: str | Path | None = None) 
     context = FeatureContext(owner.items, interaction_counts(owner.dataset), config.ranker.max_history)
     if not model.uses_llm:
         return FusedRanker(model, context)
+    # The label scores' dtype is part of what the model was fitted on: run the language model in the card's dtype
+    # (a variant of the owner shares its other parts; the model loads once per dtype).
+    dtype = model.card.get("dtype")
+    if dtype and dtype != config.llm.dtype and hasattr(owner, "variant"):
+        owner = owner.variant(llm={"dtype": dtype})
     cache = LabelScoreCache(resolve_cache_dir(config.cache_dir) / SCORE_CACHE)
     llm = CachedLLM(owner.llm, cache)
     model.check(llm=llm.identity)

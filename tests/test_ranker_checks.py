@@ -150,7 +150,7 @@ def word_tokenizer(texts: list[str]):
 
 
 @pytest.mark.slow
-def test_the_training_code_overfits_64_prompts(seq, tmp_path):
+def test_the_training_code_overfits_64_prompts(seq, tmp_path, request):
     """The training path (prompt, tokens, left padding, answer-position label logits, cross-entropy) drives the loss
     of 64 prompts to near zero. A tiny random model is trained whole here (LoRA on a random 2-layer model lacks the
     capacity); the real run's check (``checks = true``) trains the adapter of the real model the same way."""
@@ -161,10 +161,13 @@ def test_the_training_code_overfits_64_prompts(seq, tmp_path):
     from finetune.evaluate import PromptCounter
     from finetune.train import FineTuner
 
-    cfg = LoraTrainConfig(n_candidates=10, max_history=4, threads=1)
-    examples = fdata.build_examples(seq, SeqScorer(), 64, n_candidates=10, seed=0, mode="random", order="shuffled")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest (put back at the end)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    cfg = LoraTrainConfig(n_candidates=6, max_history=2, threads=1)
+    examples = fdata.build_examples(seq, SeqScorer(), 64, n_candidates=6, seed=0, mode="random", order="shuffled")
     assert len(examples) == 64
-    counter = LLMRanker(FakeLLM(), ITEMS, labels=LABELS[:10], max_history=4)
+    counter = LLMRanker(FakeLLM(), ITEMS, labels=LABELS[:6], max_history=2)
     tokenizer = word_tokenizer([m["content"] for e in examples for m in fdata.example_messages(counter, seq, e)])
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
@@ -172,12 +175,12 @@ def test_the_training_code_overfits_64_prompts(seq, tmp_path):
                                          max_position_embeddings=1024))  # fmt: skip
     tuner = FineTuner(cfg, tmp_path)
     tuner.accelerator, tuner.model, tuner.tokenizer, tuner.seq = Accelerator(cpu=True), model, tokenizer, seq
-    tuner.ranker = LLMRanker(PromptCounter(tokenizer, 1024), ITEMS, labels=LABELS[:10], max_history=4)
-    tuner.label_ids, tuner.pad_id = label_token_ids(tokenizer, LABELS[:10]), tokenizer.pad_token_id
+    tuner.ranker = LLMRanker(PromptCounter(tokenizer, 1024), ITEMS, labels=LABELS[:6], max_history=2)
+    tuner.label_ids, tuner.pad_id = label_token_ids(tokenizer, LABELS[:6]), tokenizer.pad_token_id
     tuner.params = list(model.parameters())
     assert "<unk>" not in tokenizer.decode(encode(tokenizer, fdata.example_messages(tuner.ranker, seq, examples[0])))
     before = [p.detach().clone() for p in tuner.params]
-    result = overfit(tuner, examples, epochs=80, lr=3e-3, target=0.1, batch_size=16)
+    result = overfit(tuner, examples, epochs=80, lr=5e-3, target=0.1, batch_size=16)
     assert result["passed"], result["loss_curve"]
-    assert result["loss_curve"][0] > 1.5  # it started near ln 10
+    assert result["loss_curve"][0] > 1.2  # it started near ln 6
     assert all(torch.equal(a, b) for a, b in zip(before, tuner.params))  # the check puts the weights back

@@ -68,6 +68,12 @@ def _lightgcn(**params: Any) -> Scorer:
     return LightGCN(**params)
 
 
+def _ensemble(**params: Any) -> Scorer:
+    from llmrec.baselines.ensemble import Ensemble
+
+    return Ensemble(**params)
+
+
 def _cfgan(**params: Any) -> Scorer:
     from llmrec.baselines.cfgan import CFGAN
 
@@ -90,6 +96,7 @@ BUILTIN_SCORERS: tuple[tuple[str, Callable[..., Scorer], Mapping[str, Sequence[A
     ("sasrec", _sasrec, {}, "SASRec, full-softmax CE (llmrec, torch)", {}),
     ("lightgcn", _lightgcn, {}, "LightGCN (llmrec, torch)", {}),
     ("cfgan", _cfgan, {}, "CFGAN (llmrec, torch)", {}),
+    ("ensemble", _ensemble, {}, "Weighted z-score sum of retrievers (default SASRec + 0.3 EASE)", {}),
 )  # fmt: skip
 NEURAL = frozenset({"ncf", "sasrec", "lightgcn", "cfgan"})
 

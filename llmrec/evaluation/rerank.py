@@ -129,15 +129,20 @@ def fit_retriever(name: str, train: TrainData, params: Mapping[str, Any] | None 
     settings (``<cache_dir>/cf/rerank-<name>-<hash>``) and is loaded after that."""
     if cache_dir is None:
         return get_scorer(name, **dict(params or {})).fit(train)
+    from llmrec.baselines import get_checkpointed_scorer
+
+    return get_checkpointed_scorer(name, retriever_folder(name, train, params, cache_dir), **dict(params or {})).fit(
+        train)
+
+
+def retriever_folder(name: str, train: TrainData, params: Mapping[str, Any] | None, cache_dir: Path) -> Path:
+    """Where ``fit_retriever`` keeps the checkpoints of ``name`` fitted on ``train`` with ``params``."""
     import hashlib
     import json
 
-    from llmrec.baselines import get_checkpointed_scorer
-
     digest = hashlib.sha256(np.concatenate(train.histories).astype(np.int64).tobytes())
     digest.update(json.dumps([dict(params or {}), train.seed, train.n_users, train.n_items], sort_keys=True).encode())
-    folder = Path(cache_dir) / "cf" / f"rerank-{name}-{digest.hexdigest()[:12]}"
-    return get_checkpointed_scorer(name, folder, **dict(params or {})).fit(train)
+    return Path(cache_dir) / "cf" / f"rerank-{name}-{digest.hexdigest()[:12]}"
 
 
 def fused_variant(config: RecommenderConfig, dataset: str, retriever: str) -> RecommenderConfig | None:
