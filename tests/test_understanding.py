@@ -204,3 +204,18 @@ def test_rules_alone_read_the_usual_first_messages():
     assert titles(u) == {"liked": ["1", "8"]} and u.avoided_genres == ("Horror",)
     u = rules.read("Shrek (2001) was boring but I liked Finding Nemo")
     assert titles(u) == {"disliked": ["7"], "liked": ["3"]}
+
+
+def test_themes_and_people_are_kept_and_editable(store):
+    from llmrec.chat.engine import ProfileEdit
+
+    c, _ = convo(store, '{"liked": ["Al Pacino", "virtual reality"], "disliked": ["monster"]}')
+    c.start()
+    c.handle("Anything with Al Pacino, virtual reality stuff, but no monster stuff")
+    state = c.state()
+    assert "Al Pacino" in state.people and "virtual reality" in state.topics and "monster" in state.avoided_keywords
+    assert any("Al Pacino" in p for p in c.profile().stated_preferences)
+    c.edit_profile(ProfileEdit(wanted_genres=("Comedy",)))  # a panel without themes keeps them
+    assert c.state().topics == state.topics and c.state().wanted_genres == ["Comedy"]
+    c.edit_profile(ProfileEdit(topics=(), people=("Al Pacino",), avoided_keywords=()))
+    assert (c.state().topics, c.state().people, c.state().avoided_keywords) == ([], ["Al Pacino"], [])

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ProfileEdit:
-    """What the profile panel submits: the items kept in each list and the stated limits."""
+    """What the profile panel submits: the items kept in each list and the stated limits. Themes, people and
+    avoided themes are kept as they are when ``None`` (a panel that does not show them)."""
 
     liked: tuple[str, ...] = ()
     disliked: tuple[str, ...] = ()
@@ -44,6 +45,9 @@ class ProfileEdit:
     avoided_genres: tuple[str, ...] = ()
     year_min: int | None = None
     year_max: int | None = None
+    topics: tuple[str, ...] | None = None
+    people: tuple[str, ...] | None = None
+    avoided_keywords: tuple[str, ...] | None = None
 
 
 class Conversation:
@@ -203,6 +207,10 @@ class Conversation:
             state.wanted_genres = [g for g in dict.fromkeys(edit.wanted_genres) if g in known and g not in avoided]
             state.avoided_genres = avoided
             state.year_min, state.year_max = lo, hi
+            for name in ("topics", "people", "avoided_keywords"):
+                values = getattr(edit, name)
+                if values is not None:
+                    setattr(state, name, [v.strip()[:80] for v in dict.fromkeys(values) if v.strip()][:20])
             return Reply("Saved your profile. Your next recommendations will follow it.",
                          chips=("Recommend something",))  # fmt: skip
 

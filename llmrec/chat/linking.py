@@ -31,7 +31,7 @@ _LEADING = re.compile(r"^(?:(?:something|anything|movies?|films?|stuff|more|some
 _TRAILING = re.compile(r"\s+(?:movies?|films?|flicks?|stuff|ones?|type|kind)$", re.I)
 _DIGITS = re.compile(r"\d+")
 _NAME = re.compile(r"^[A-Z][\w'.-]+(?:\s+[A-Z][\w'.-]+){1,2}$")
-MIN_TOPIC_COUNT = 2  # a tag or keyword on fewer items is too rare to be a theme people name
+MIN_TOPIC_COUNT = 1  # every tag and keyword of the catalogue is a theme a person may name
 
 
 @dataclass
