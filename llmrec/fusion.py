@@ -399,6 +399,10 @@ def build_fused_ranker(config: Any, owner: Any, path: str | Path | None = None) 
         raise ModelError(f"no fusion model for {config.llm.model} on {dataset} with {retriever!r} candidates "
                          f"({path} is missing); use --retriever cf --cf-model sasrec, or --ranker llm")  # fmt: skip
     model = FusionModel.load(path)
+    fitted_for = (model.card.get("retriever") or {}).get("name", "?")
+    if retrieval.retriever != "cf":
+        raise ModelError(f"{model.card.get('name', path.name)} was fitted for retriever cf:{fitted_for}, not "
+                         f"{retrieval.retriever!r}; use --retriever cf --cf-model {fitted_for}")  # fmt: skip
     model.check(dataset=dataset, min_count=config.data.min_count, retriever=retriever_identity(retriever))
     context = FeatureContext(owner.items, interaction_counts(owner.dataset), config.ranker.max_history)
     if not model.uses_llm:

@@ -68,6 +68,25 @@ def test_a_slow_retriever_trains_once_per_data_and_seed(seq, tmp_path):
     assert len(list((tmp_path / "finetune").iterdir())) == 2  # another seed is another model
 
 
+def test_out_of_fold_retrievers_never_saw_the_users_they_score(seq):
+    from llmrec.baselines import TrainData, get_scorer
+
+    oof = fdata.fit_out_of_fold(seq, "ease", None, seed=0, folds=2)
+    assert sorted(np.bincount(oof.fold_of_user).tolist()) == [6, 6]
+    training = fdata.training_data(seq, 0).histories
+    for fold, scorer in enumerate(oof.scorers):
+        inside = np.flatnonzero(oof.fold_of_user == fold)
+        others = tuple(h[:0] if u in inside else h for u, h in enumerate(training))  # the fold's users removed
+        alone = get_scorer("ease").fit(TrainData(seq.n_users, seq.n_items, others))
+        histories = [seq.train(int(u)) for u in inside]
+        np.testing.assert_allclose(scorer.score(np.full(len(inside), -1), histories),
+                                   alone.score(np.full(len(inside), -1), histories), rtol=1e-5)  # fmt: skip
+    scores = oof.score(np.arange(seq.n_users), [seq.train(u) for u in range(seq.n_users)])
+    assert scores.shape == (seq.n_users, N_ITEMS) and np.isfinite(scores).all()
+    user = 0
+    np.testing.assert_allclose(scores[user], oof.scorers[oof.fold_of_user[user]].score([-1], [seq.train(user)])[0])
+
+
 # Training examples ------------------------------------------------------------------------------
 def test_examples_come_from_the_training_items_only(seq, ease):
     examples = fdata.build_examples(seq, ease, 60, n_candidates=10, seed=0, mode="insert")
@@ -227,6 +246,12 @@ def test_shipped_configs_load_and_every_setting_has_help():
         ({"test_users": -5}, "test_users"),
         ({"valid_users": 0}, "valid_users"),
         ({"target_modules": []}, "target_modules"),
+        ({"candidate_order": "random"}, "candidate_order must be one of"),
+        ({"candidates": "random"}, "needs candidate_order = 'shuffled'"),
+        ({"examples": 0}, "examples must be -1"),
+        ({"kl_weight": -0.1}, "kl_weight"),
+        ({"retriever_folds": 1}, "retriever_folds"),
+        ({"prompt": "rank@1@2"}, "prompt must be"),
     ],
 )
 def test_bad_settings_are_refused_by_name(values, match):

@@ -4,6 +4,7 @@ fused ranker inside the evaluation pipeline (fake LLM, real ml-100k)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,51 @@ def test_a_retriever_with_fewer_candidates_than_the_ranker_needs_is_refused(ml10
     with pytest.raises(DataError, match="fewer than") as error:
         pipeline.recommend(split.test.users[:2], split.test.histories[:2], 10)
     assert "\n" not in str(error.value)
+
+
+# The pipeline's builder ('fused' ranker kind) -------------------------------------------------------
+def shipped_like(tmp_path, owner, retriever="ease", dataset="toy", llm_identity_value=None, name="fusion") -> Path:
+    from llmrec.fusion import CachedLLM, LabelScoreCache, retriever_identity
+
+    card = {"name": "fusion-toy-ease.json", "dataset": dataset, "min_count": 3, "protocol": "loo",
+            "retriever": retriever_identity(retriever), "n_candidates": 20, "prompt": "rank@1",
+            "llm": llm_identity_value or CachedLLM(owner.llm, LabelScoreCache(tmp_path / "s.sqlite")).identity}
+    return logistic(("llm", "retrieval_rr", "popularity"), (1.0, 2.0, 0.1), card).save(tmp_path / f"{name}.json")
+
+
+def test_the_fused_kind_ranks_through_the_recommender_and_caches_label_scores(tmp_path):
+    from fixtures_catalog import fake_recommender
+    from llmrec.fusion import build_fused_ranker
+
+    owner = fake_recommender(retrieval={"retriever": "cf", "cf_model": "ease", "candidates": 5},
+                             cache_dir=str(tmp_path))  # fmt: skip
+    path = shipped_like(tmp_path, owner)
+    ranker = build_fused_ranker(owner.config, owner, path)
+    profile_ = owner.profile(user="u1")
+    window_ = [Candidate(i, 1.0 - n / 10, ("cf",)) for n, i in enumerate(["9", "10", "11", "12", "13"])]
+    first = ranker.rank(profile_, window_, 5)
+    assert sorted(c.item_id for c in first) == sorted(c.item_id for c in window_)
+    calls = len(owner.llm.prompts)
+    again = ranker.rank(profile_, window_, 5)
+    assert [c.item_id for c in again] == [c.item_id for c in first] and len(owner.llm.prompts) == calls  # cached
+    assert (tmp_path / "scores" / "label-scores.sqlite").is_file()
+
+
+def test_the_fused_kind_refuses_another_retriever_data_set_or_model_in_one_line(tmp_path):
+    from fixtures_catalog import fake_recommender
+    from llmrec.fusion import build_fused_ranker
+
+    owner = fake_recommender(retrieval={"retriever": "cf", "cf_model": "ease"}, cache_dir=str(tmp_path))
+    hybrid = fake_recommender(cache_dir=str(tmp_path))  # the default hybrid retrieval
+    cases = [
+        (hybrid, shipped_like(tmp_path, owner), "retriever"),
+        (owner, shipped_like(tmp_path, owner, dataset="ml-100k", name="other-data"), "dataset"),
+        (owner, shipped_like(tmp_path, owner, llm_identity_value="TransformersLLM:qwen:bfloat16:rank-adapter=none",
+                             name="other-llm"), "llm"),
+    ]
+    for recommender, path, key in cases:
+        with pytest.raises(ModelError, match=f"fitted for {key}") as error:
+            build_fused_ranker(recommender.config, recommender, path)
+        assert "\n" not in str(error.value)
+    with pytest.raises(ModelError, match="is missing"):
+        build_fused_ranker(owner.config, owner)  # nothing ships for the toy data set

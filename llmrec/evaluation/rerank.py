@@ -145,6 +145,17 @@ def retriever_folder(name: str, train: TrainData, params: Mapping[str, Any] | No
     return Path(cache_dir) / "cf" / f"rerank-{name}-{digest.hexdigest()[:12]}"
 
 
+def cached_scores(ranker: Any, cache_dir: Path) -> Any:
+    """``ranker`` with its language model reading and writing the on-disk label-score cache (``llmrec.fusion``), so
+    an evaluation run again scores no prompt twice; the fused ranker has it already."""
+    from llmrec.fusion import SCORE_CACHE, CachedLLM, LabelScoreCache
+
+    llm = getattr(ranker, "llm", None)
+    if llm is not None and not isinstance(llm, CachedLLM) and hasattr(llm, "score_options"):
+        ranker.llm = CachedLLM(llm, LabelScoreCache(Path(cache_dir) / SCORE_CACHE))
+    return ranker
+
+
 def fused_variant(config: RecommenderConfig, dataset: str, retriever: str) -> RecommenderConfig | None:
     """The shipped fused pipeline for ``dataset`` and ``retriever`` (``llmrec.fusion``), or None when no fusion
     model ships for them: the fused ranker over ``cf`` retrieval, with the adapter its card was fitted with."""
@@ -216,8 +227,8 @@ def run_rerank_evaluation(
         variants["fused"] = fused
     for label, variant in variants.items():
         recommender = Recommender(variant, dataset=data)
-        pipeline = RerankPipeline(retriever, lambda r=recommender: r.ranker, seq.item_ids, data.items, seq.ratings,
-                                  n_candidates=n_candidates, cache_dir=cache)  # fmt: skip
+        pipeline = RerankPipeline(retriever, lambda r=recommender: cached_scores(r.ranker, cache), seq.item_ids,
+                                  data.items, seq.ratings, n_candidates=n_candidates, cache_dir=cache)  # fmt: skip
         if skip_missed:
             pipeline.targets = {int(u): frozenset(t.tolist()) for u, t in zip(split.test.users, split.test.targets)}
         name = f"{retriever}+{variant.ranker.kind}:{variant.llm.model}+{label}"
