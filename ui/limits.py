@@ -3,10 +3,11 @@
 The models run one call at a time (the recommender holds a lock), so a crowd queues behind it. ``Admission`` is
 the door in front of that queue: a session has at most ``per_session`` model calls in flight and at most
 ``per_minute`` turns a minute; calls wait in arrival order, at most ``max_waiting`` of them, and none longer than
-``max_wait_s``. A call whose expected wait (the calls ahead of it times the recent average call) is already longer
-than ``max_wait_s`` is refused at once rather than after waiting in vain. A refused call raises ``Busy``, so a user
-hears "busy, try again" in seconds instead of waiting minutes, and one user's burst cannot push everyone else
-back. Re-entrant per thread: a turn that recommends twice (a relaxed second try) passes the door once.
+``max_wait_s``. A call whose expected wait (the calls ahead of it times the recent average call, or the age of the
+call running now when that is longer) is already longer than ``max_wait_s`` is refused at once rather than after
+waiting in vain. A refused call raises ``Busy``, so a user hears "busy, try again" in seconds instead of waiting
+minutes, and one user's burst cannot push everyone else back. Re-entrant per thread: a turn that recommends twice
+(a relaxed second try) passes the door once.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Admission:
         self._recent: dict[str, deque[float]] = {}
         self._local = threading.local()
         self._average_s: float | None = None  # recent model call time (an exponential average)
+        self._started: list[float] = []  # when the calls running now began
         self.refused = 0
 
     def check_rate(self, key: str) -> None:
@@ -84,7 +86,9 @@ class Admission:
                 self._refuse(key, "one call at a time")
                 raise Busy("I'm still working on your previous request; one moment, then try again.")
             ahead = len(self._queue) + self._running
-            expected = ahead * self._average_s / self.limits.slots if self._average_s is not None else 0.0
+            running_s = time.monotonic() - min(self._started) if self._started else 0.0
+            typical = max(self._average_s or 0.0, running_s)  # a call running for long says calls are slow now
+            expected = ahead * typical / self.limits.slots
             if len(self._queue) >= self.limits.max_waiting or expected > wait:
                 self._refuse(key, f"{len(self._queue)} waiting, about {expected:.0f} s")
                 raise Busy("I'm busy with other people's requests right now; please try again in a moment.")
@@ -105,8 +109,9 @@ class Admission:
                 raise
             self._queue.popleft()
             self._running += 1
+            began = time.monotonic()
+            self._started.append(began)
         self._local.depth = 1
-        began = time.monotonic()
         try:
             yield
         finally:
@@ -114,6 +119,7 @@ class Admission:
             took = time.monotonic() - began
             with self._cond:
                 self._average_s = took if self._average_s is None else 0.7 * self._average_s + 0.3 * took
+                self._started.remove(began)
                 self._running -= 1
                 self._release_key(key)
                 self._cond.notify_all()

@@ -159,3 +159,34 @@ def test_the_greeting_and_why_stay_instant_while_models_run(server: RunningApp, 
         model_time[0] = MODEL_S
     assert greeting < 2.5, f"the greeting took {greeting:.1f} s while the model was busy"
     assert why < 2.5 and reply.startswith("I recommended"), (why, reply)
+
+
+def test_the_door_refuses_at_once_when_the_wait_would_be_too_long() -> None:
+    from ui.limits import Admission, Busy, Limits
+
+    door = Admission(Limits(slots=1, max_waiting=4, max_wait_s=1.0, per_session=1, per_minute=100))
+    entered = threading.Event()
+
+    def hold() -> None:
+        with door.enter("holder"):
+            entered.set()
+            time.sleep(2.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(5)
+    began = time.perf_counter()
+    with pytest.raises(Busy), door.enter("first"):  # waits its 1 s, then hears busy
+        pass
+    assert 0.8 < time.perf_counter() - began < 2.0
+    time.sleep(0.3)  # the running call is older than max_wait_s now: the next one is told at once
+    began = time.perf_counter()
+    with pytest.raises(Busy, match="busy"), door.enter("second"):
+        pass
+    assert time.perf_counter() - began < 0.3
+    with pytest.raises(Busy, match="previous request"), door.enter("holder"):  # one call at a time per session
+        pass
+    holder.join()
+    with door.enter("second"):  # free again
+        pass
+    assert door.refused == 3
