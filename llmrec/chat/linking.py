@@ -225,8 +225,12 @@ def _link_phrase(stance: str, phrase: str, context: ReadingContext, catalogue: C
         if positive:
             parts.year_min, parts.year_max = lo, hi
         return
+    if (item_id := _context_film(phrase, context)) is not None:
+        parts.films.append(Mention(phrase, stance, item_id))
+        return
     genres, rest = genre_of(phrase)
-    if genres and not _context_film(phrase, context):
+    film = find_film(phrase, catalogue) if genres and rest else (None, (), ())
+    if genres and film[0] is None and not film[1]:  # "horror movies", "slow sci-fi"; not "The Dark Knight"
         if stance == "disliked":
             parts.avoided += genres
         elif positive:
@@ -234,12 +238,9 @@ def _link_phrase(stance: str, phrase: str, context: ReadingContext, catalogue: C
         if rest and (topic := _topic(rest, catalogue)):
             (parts.avoided_topics if stance == "disliked" else parts.topics).append(topic)
         return
-    if (item_id := _context_film(phrase, context)) is not None:
-        parts.films.append(Mention(phrase, stance, item_id))
-        return
     if filler_only(phrase):
         return
-    item_id, options, closest = find_film(phrase, catalogue)
+    item_id, options, closest = film if film[0] or film[1] else find_film(phrase, catalogue)
     if item_id is not None or options:
         parts.films.append(Mention(phrase, stance, item_id, options=options))
         return
