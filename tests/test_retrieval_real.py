@@ -56,7 +56,7 @@ def test_like_toy_story_gives_animation_and_children_films(subset, session_cache
     assert len(items) == 10 and "1" not in {r.item.item_id for r in items}
     family = [r.item for r in items if {"Animation", "Children"} & set(r.item.genres)]
     assert len(family) >= 6, [(r.item.title, r.item.genres) for r in items]
-    assert items[0].evidence.similar_liked == ("1",)
+    assert items[0].evidence.similar_liked == (subset.items["1"].display_title,)  # evidence speaks in titles
 
 
 def test_user_1_gets_ten_unseen_items(subset, session_cache):
