@@ -221,8 +221,8 @@ def recommend(args: argparse.Namespace) -> list[dict[str, Any]]:
     for label, src in trees:
         cache = _models_only_cache(Path(args.work_dir), f"recommend-{label}")
         command = [sys.executable, "-m", "llmrec.cli", "recommend", "ml-latest-small", "--data-dir",
-                   args.data_dir, "--query", "slow sci-fi", "--cache-dir", str(cache), "--ranker", "passthrough",
-                   "--json"]  # fmt: skip
+                   str(Path(args.data_dir).resolve()), "--query", "slow sci-fi", "--cache-dir", str(cache),
+                   "--ranker", "passthrough", "--json"]  # fmt: skip
         tree = Path(src).resolve() if src else REPO  # `python -m` puts the working folder first on sys.path
         row = {"code": label, **_timed_process(command, {**os.environ, "PYTHONPATH": str(tree)}, cwd=tree)}
         row["first_lines"] = row.pop("stdout")[:300]
