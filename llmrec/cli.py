@@ -134,8 +134,10 @@ def index_cmd(
 
     report = index_dataset(dataset, data_dir=data_dir, cache_dir=cache_dir, store=store, chroma_url=chroma_url,
                            embedder=embedder, rebuild=rebuild, allow_download=not offline)  # fmt: skip
-    text = (f"{report.location}: {report.embedded} embedded, {report.unchanged} unchanged, {report.deleted} deleted, "
-            f"{report.total} in the store" + (" (nothing to embed)" if report.embedded == 0 else ""))  # fmt: skip
+    shipped = f" ({report.precomputed} of them from the shipped vectors)" if report.precomputed else ""
+    text = (f"{report.location}: {report.embedded} embedded{shipped}, {report.unchanged} unchanged, "
+            f"{report.deleted} deleted, {report.total} in the store"
+            + (" (nothing to embed)" if report.embedded == 0 else ""))  # fmt: skip
     _emit({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(report).items()}, as_json, text)
 
 

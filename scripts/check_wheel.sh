@@ -16,9 +16,11 @@ rm -rf build
   || { tail -30 "$WORK/build.log"; exit 1; }
 rm -rf build llmrec.egg-info
 WHEEL="$(ls "$WORK"/dist/llmrec-*.whl)"
+unzip -l "$WHEEL" >"$WORK/contents.txt"
 for needed in llmrec/_prompts/rank/v1.toml llmrec/_adapters/qwen2.5-coder-0.5b-instruct/adapter_card.json \
-              llmrec/_adapters/qwen2.5-coder-0.5b-instruct/explain/adapter_model.safetensors ui/theme.css; do
-  unzip -l "$WHEEL" | grep -q " $needed\$" || { echo "wheel check: $needed is missing from $WHEEL"; exit 1; }
+              llmrec/_adapters/qwen2.5-coder-0.5b-instruct/explain/adapter_model.safetensors ui/theme.css \
+              llmrec/_data/embeddings/all-minilm-l6-v2.npz; do
+  grep -q " $needed\$" "$WORK/contents.txt" || { echo "wheel check: $needed is missing from $WHEEL"; exit 1; }
 done
 
 "$PYTHON" -m venv "$WORK/venv"
