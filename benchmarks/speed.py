@@ -1,7 +1,10 @@
 """The language model's speed, old path (transformers) against new (OpenVINO), side by side (issue 15).
 
-    python benchmarks/speed.py --data-dir ../shared/data [--runtimes transformers,openvino] [--users 8]
-        [--ndcg-users 200] [--threads 2] [--prompt 1] [--blend 0] [--json OUT]
+    python benchmarks/speed.py --data-dir ../shared/data [--runtimes transformers@1,openvino@2] [--users 8]
+        [--ndcg-users 200] [--threads 2] [--blend 0] [--json OUT]
+
+``--runtimes`` lists runtime@prompt-version pairs: the old path is transformers with ``rank@1``, the new one
+OpenVINO with ``rank@2``.
 
 Each runtime runs in its own child process (so peak RSS is its own) on the same seeded users of
 ml-latest-small, EASE candidates, the shipped ranker and explainer adapters:
@@ -65,7 +68,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     folder = prepare_model(args.model)
     began = time.perf_counter()
     llm = load_llm(folder, args.model, adapters, runtime=args.one, threads=args.threads)
-    out: dict[str, Any] = {"runtime": getattr(llm, "runtime", "transformers"), "asked": args.one,
+    out: dict[str, Any] = {"runtime": getattr(llm, "runtime", "transformers"), "asked": f"{args.one}@{args.prompt}",
                            "load_s": round(time.perf_counter() - began, 1), "prompt": f"rank@{args.prompt}",
                            "precision": getattr(llm, "precision", None), "threads": args.threads}  # fmt: skip
     manifest = getattr(llm, "manifest", None)
@@ -74,7 +77,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     explainer = LLMExplainer(llm, ds.items)
     users = [seq.user_ids[u] for u in np.random.default_rng(0).permutation(seq.n_users)[: args.users]]
     first, later, explain_first, tokens_per_s, prompt_tokens, loads = [], [], [], [], [], []
-    first_cpu, later_cpu, explain_cpu = [], [], []
+    first_cpu, later_cpu, explain_cpu, token_cpu = [], [], [], []
     for user in users:
         profile = history_profile(ds, user)
         pool = retriever.retrieve(profile, 60)
@@ -92,15 +95,17 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         top = ranked[0]
         messages = explainer.messages(ds.items[top.item_id], collect_evidence(profile, top, ds.items))
         start, cpu = time.perf_counter(), time.process_time()
-        pieces, first_piece = [], None
+        pieces, first_piece, first_piece_cpu = [], None, 0.0
         for piece in llm.stream(messages, 60):
             if first_piece is None:
-                first_piece = time.perf_counter() - start
-                explain_cpu.append(time.process_time() - cpu)
+                first_piece, first_piece_cpu = time.perf_counter() - start, time.process_time() - cpu
+                explain_cpu.append(first_piece_cpu)
             pieces.append(piece)
-        total = time.perf_counter() - start
+        total, total_cpu = time.perf_counter() - start, time.process_time() - cpu
         explain_first.append(first_piece or total)
-        tokens_per_s.append(len(llm.tokenizer.encode("".join(pieces), add_special_tokens=False)) / total)
+        n_tokens = max(1, len(llm.tokenizer.encode("".join(pieces), add_special_tokens=False)))
+        tokens_per_s.append(n_tokens / total)
+        token_cpu.append((total_cpu - first_piece_cpu) / n_tokens)
         loads.append(load_average())
     out |= {"users": len(users), "rank20_first_turn_p50_s": percentile(first, 50),
             "rank20_first_turn_p95_s": percentile(first, 95), "rank20_later_turns_p50_s": percentile(later, 50),
@@ -113,11 +118,59 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             # CPU seconds of this process (all its threads) per call: divided by the threads, about the wall time
             # on an idle machine (an upper bound: threads that wait for a core under load also spin)
             "cpu_s_first_turn_p50": percentile(first_cpu, 50), "cpu_s_later_turns_p50": percentile(later_cpu, 50),
-            "cpu_s_explain_first_token_p50": percentile(explain_cpu, 50)}  # fmt: skip
+            "cpu_s_explain_first_token_p50": percentile(explain_cpu, 50),
+            "cpu_s_per_token_p50": percentile(token_cpu, 50)}  # fmt: skip
     if args.ndcg_users:
         out |= ndcg(args, ds, seq, llm)
     out["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     return out
+
+
+def agreement(args: argparse.Namespace) -> dict[str, Any]:
+    """Both runtimes on the same prompts: the 20 label scores of ``--agreement`` users' first-turn ranking prompts
+    (arg-max agreement, largest difference of the log-softmax, Kendall's tau) and greedy explanations of a few."""
+    from scipy.stats import kendalltau
+
+    from llmrec.adapters import shipped_adapter
+    from llmrec.data import load_dataset, preprocess
+    from llmrec.evidence import collect_evidence
+    from llmrec.explanation import LLMExplainer
+    from llmrec.llm import prepare_model
+    from llmrec.llm.runtime import load_llm
+    from llmrec.pipeline.stores import fit_cf_scorer
+    from llmrec.profile import history_profile
+    from llmrec.prompts import load_prompt
+    from llmrec.ranking import LABELS, LLMRanker
+    from llmrec.retrieval.collaborative import CollaborativeRetriever
+
+    ds = load_dataset("ml-latest-small", data_dir=args.data_dir)
+    seq = preprocess(ds)
+    retriever = CollaborativeRetriever(fit_cf_scorer("ease", seq), seq, label="ease", items=ds.items)
+    adapters = {t: p for t in ("rank", "explain") if (p := shipped_adapter(args.model, t)) is not None}
+    folder = prepare_model(args.model)
+    new = load_llm(folder, args.model, adapters, runtime="openvino", threads=args.threads)
+    old = load_llm(folder, args.model, adapters, runtime="transformers", threads=args.threads)
+    ranker = LLMRanker(new, ds.items, prompt=load_prompt("rank", args.prompt))
+    explainer = LLMExplainer(new, ds.items)
+    users = [seq.user_ids[u] for u in np.random.default_rng(1).permutation(seq.n_users)[: args.agreement]]
+    same_top, diffs, taus, texts = 0, [], [], []
+    for n, user in enumerate(users):
+        profile = history_profile(ds, user)
+        cands = retriever.retrieve(profile, 20)
+        messages = ranker.messages(profile, cands)
+        a, b = new.score_options(messages, LABELS), old.score_options(messages, LABELS)
+        a, b = a - np.log(np.exp(a - a.max()).sum()) - a.max(), b - np.log(np.exp(b - b.max()).sum()) - b.max()
+        same_top += int(a.argmax() == b.argmax())
+        diffs.append(float(np.abs(a - b).max()))
+        taus.append(float(kendalltau(a, b).statistic))
+        if n < args.texts:
+            top = cands[int(b.argmax())]
+            prompt = explainer.messages(ds.items[top.item_id], collect_evidence(profile, top, ds.items))
+            texts.append((new.generate(prompt, 60), old.generate(prompt, 60)))
+    return {"agreement_prompts": len(users), "argmax_agreement": round(same_top / len(users), 3),
+            "logprob_max_abs_diff_p50": percentile(diffs, 50), "logprob_max_abs_diff_max": round(max(diffs), 3),
+            "kendall_tau_mean": round(float(np.mean(taus)), 4), "texts_identical": sum(x == y for x, y in texts),
+            "texts_compared": len(texts), "texts": texts, "precision": getattr(new, "precision", None)}  # fmt: skip
 
 
 def ndcg(args: argparse.Namespace, ds: Any, seq: Any, llm: Any) -> dict[str, Any]:
@@ -150,6 +203,7 @@ ROWS = [("runtime", "runtime"), ("precision", "precision"), ("prompt tokens (mea
         ("export (s, once)", "export_s"),
         ("CPU s per call: rank first turn / later turns", ("cpu_s_first_turn_p50", "cpu_s_later_turns_p50")),
         ("CPU s to the first explanation token", "cpu_s_explain_first_token_p50"),
+        ("CPU s per generated token", "cpu_s_per_token_p50"),
         ("peak RSS (GiB)", "peak_rss_gib"), ("load average during the run", "load_average_mean")]  # fmt: skip
 
 
@@ -169,25 +223,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--model", default=MODEL)
-    parser.add_argument("--runtimes", default="transformers,openvino")
+    parser.add_argument("--runtimes", default="transformers@1,openvino@2", help="runtime@prompt version, ...")
     parser.add_argument("--users", type=int, default=8, help="users whose three-turn session is timed")
     parser.add_argument("--ndcg-users", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--prompt", type=int, default=1, help="version of prompts/rank/ to use")
+    parser.add_argument("--prompt", type=int, default=2, help=argparse.SUPPRESS)  # a child's prompt version
     parser.add_argument("--blend", type=float, default=0.0, help="retrieval blend of the ranker (0: LLM order)")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--agreement", type=int, default=0,
+                        help="instead: compare both runtimes' scores on this many users' prompts (rank@--prompt)")
+    parser.add_argument("--texts", type=int, default=5, help="with --agreement: greedy explanations compared")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child: measure one runtime
     args = parser.parse_args()
+    if args.agreement:
+        print(json.dumps(agreement(args)), flush=True)
+        return
     if args.one:
         print(json.dumps(run_one(args)), flush=True)
         return
     results = []
-    for name in args.runtimes.split(","):
-        command = [sys.executable, __file__, "--one", name, *sys.argv[1:]]
+    for spec in args.runtimes.split(","):
+        name, _, version = spec.partition("@")
+        command = [sys.executable, __file__, *sys.argv[1:], "--one", name, "--prompt", version or "2"]
         child = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ)
         lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
         if child.returncode or not lines:
-            print(f"{name}: failed: {(child.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
+            print(f"{spec}: failed: {(child.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
             continue
         results.append(json.loads(lines[-1]))
         print(lines[-1], flush=True)

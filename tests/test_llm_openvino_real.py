@@ -138,3 +138,13 @@ def test_scores_that_disagree_with_the_probe_fall_back_to_transformers(ov_llm, f
         probe.write_text(saved)
     assert isinstance(llm, TransformersLLM)
     assert "differ from the transformers path" in caplog.text and "falling back to transformers" in caplog.text
+
+
+def test_scoring_between_the_pieces_of_a_stream_changes_neither(ov_llm, reference):
+    film = [{"role": "user", "content": "Name a famous film."}]
+    messages = ranking_prompts(1)[0]
+    stream = ov_llm.stream(film, 12)  # explain: the base weights
+    first = next(stream)
+    scores = ov_llm.score_options(messages, LABELS)  # rank: the adapter, in the same thread, mid-stream
+    assert first + "".join(stream) == reference.generate(film, 12)
+    np.testing.assert_allclose(scores, reference.score_options(messages, LABELS), atol=0.05)

@@ -155,7 +155,9 @@ class OpenVINOLLM:
         hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))  # e.g. "<Type: 'bfloat16'>"
         self.precision = "bf16" if "bf16" in hint or "bfloat16" in hint else "f32"
         self._request = compiled.create_infer_request()
-        self._lock = threading.Lock()
+        # Re-entrant: a caller may score between the pieces of a stream it is reading (the stream re-feeds its
+        # adapter before each step).
+        self._lock = threading.RLock()
         self.prefixes = PrefixStore() if reuse_prefix else None
 
         slots = self.manifest["slots"]
@@ -310,6 +312,7 @@ class OpenVINOLLM:
                     shown = text
                 if len(reply) >= max_new_tokens:
                     break
+                self._activate(ident)
                 logits, cache = self._forward([token], cache)
         tail = self.tokenizer.decode(reply, skip_special_tokens=True)[len(shown) :]
         if tail:
