@@ -1,13 +1,15 @@
 """LoRA fine-tuning of message reading: the app's prompt (context + message) -> the ``Reading`` JSON.
 
 Pairs come from ``finetune.understand_data`` (ReDial's training dialogues and synthetic messages; never
-the evaluation sets). The loss is the causal LM loss on the answer tokens (the prompt is masked), as for
-the explainer. Whole ReDial dialogues and a share of each template's messages are held out: their LM
-loss is logged every ``eval_every`` updates, and at the start and the end ``valid_users`` of them are read
-exactly as the app reads (greedy, constrained to the ``Reading`` schema) and scored by phrase F1 (each
-(stance, phrase) pair, case-insensitive) and request accuracy. The trained adapter ships when its F1 is
-at least the zero-shot model's; otherwise LoRA at initialisation (the zero-shot model) and the card
-says so. Checkpoints and ``--resume`` work as for the other tuners.
+the evaluation sets), each in the short prompt ``understand@2`` that the card names and the app then
+uses with the adapter (the base model reads with ``understand@1``). The loss is the causal LM loss on
+the answer tokens (the prompt is masked), as for the explainer. Whole ReDial dialogues and a share of
+each template's messages are held out: their LM loss is logged every ``eval_every`` updates, and at the
+start and the end ``valid_users`` of them are read exactly as the app reads (greedy, constrained to the
+``Reading`` schema) and scored by phrase F1 (each (stance, phrase) pair, case-insensitive) and request
+accuracy. The trained adapter ships when its F1 is at least the zero-shot model's; otherwise LoRA at
+initialisation (the zero-shot model) and the card says so. Checkpoints and ``--resume`` work as for the
+other tuners.
 """
 
 from __future__ import annotations
@@ -225,11 +227,11 @@ class UnderstandTuner(TrainingLoop):
 
     def write_card(self, state: RunState, overrides: dict[str, int]) -> None:
         from llmrec.chat.readers import MAX_NEW_TOKENS as READER_TOKENS
-        from llmrec.chat.understanding import MAX_MESSAGE_IN_PROMPT, prompt_ref
+        from llmrec.chat.understanding import ADAPTER_PROMPT_VERSION, MAX_MESSAGE_IN_PROMPT, prompt_ref
 
         cfg = self.cfg
         # fmt: off
-        settings = {"prompt": prompt_ref(), "schema": "llmrec.chat.understanding.Reading",
+        settings = {"prompt": prompt_ref(ADAPTER_PROMPT_VERSION), "schema": "llmrec.chat.understanding.Reading",
                     "max_new_tokens": READER_TOKENS, "validation_max_new_tokens": MAX_NEW_TOKENS,
                     "max_message_chars": MAX_MESSAGE_IN_PROMPT}
         data = {"name": cfg.dataset, "redial": str(REDIAL_TRAIN), **self.counts,

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from llmrec.chat.intents import mood_words
-from llmrec.chat.understanding import Reading, ReadingContext, prompt_messages
+from llmrec.chat.understanding import ADAPTER_PROMPT_VERSION, Reading, ReadingContext, prompt_messages
 from llmrec.errors import DataError
 from llmrec.profile import split_title_year
 from llmrec.types import Item
@@ -71,7 +71,8 @@ class UnderstandExample:
 
     @property
     def messages(self) -> list[dict[str, str]]:
-        return prompt_messages(self.text, self.context)
+        """The adapter's prompt (the short one) for this message."""
+        return prompt_messages(self.text, self.context, ADAPTER_PROMPT_VERSION)
 
 
 # ReDial ----------------------------------------------------------------------------------------------

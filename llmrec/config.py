@@ -113,6 +113,10 @@ class UnderstandingConfig(_Section):
     kind: str = Field("llm", description="How chat messages are read: llm (the language model, schema-constrained, "
                       "with rules for exact phrases and as the fallback) or rules.")  # fmt: skip
     max_new_tokens: int = Field(96, ge=16, le=512, description="Longest reading the model may write, in tokens.")
+    prompt_version: int | None = Field(
+        None, ge=1, description="Version of prompts/understand/ to use; default: the one the understanding adapter's "
+        "card names (v1 without an adapter). Set it for a server that serves the adapter (--llm-url).",
+    )  # fmt: skip
 
     _kind = field_validator("kind")(lambda value: _known("UNDERSTANDERS", value))
 

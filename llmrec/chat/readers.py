@@ -5,7 +5,8 @@ digit (emoji only, binary noise: the model would only guess); and ``rules.exact_
 chips and fixed phrases such as "quit", "forget me", "start over", "why the second one?", "Loved it"
 or a genre name — whose meaning is exact and whose reading must be instant. Everything else goes to the
 language model, which writes a ``Reading`` under constrained decoding (``LLM.generate_json`` with the
-``Reading`` schema, task "understand", so the understanding LoRA adapter is used when it is loaded).
+``Reading`` schema, task "understand", so the understanding LoRA adapter is used when it is loaded, with the
+prompt its card names; the base model reads with the full prompt ``understand@1``).
 
 The model's output is untrusted. A reply that does not parse, a model that fails or is missing, or a
 reply that reads nothing where the rules find something, falls back to the rules, and the
@@ -26,7 +27,16 @@ from pydantic import ValidationError
 
 from llmrec.chat.linking import Catalogue, catalogue_for, link
 from llmrec.chat.rules import exact_reading, rule_reading
-from llmrec.chat.understanding import Reading, ReadingContext, Understanding, prompt_messages, reading_schema
+from llmrec.chat.understanding import (
+    ADAPTER_PROMPT_VERSION,
+    PROMPT_VERSION,
+    Reading,
+    ReadingContext,
+    Understanding,
+    prompt_messages,
+    prompt_version_of,
+    reading_schema,
+)
 from llmrec.types import Item
 
 log = logging.getLogger(__name__)
@@ -84,11 +94,14 @@ class LLMUnderstander(RuleUnderstander):
 
     def __init__(self, llm: Any, items: Mapping[str, Item],
                  popularity: Mapping[str, int] | Callable[[], Mapping[str, int]],
-                 max_new_tokens: int = MAX_NEW_TOKENS) -> None:  # fmt: skip
-        """``llm``: an ``LLM`` or a callable returning one (built on the first message that needs it)."""
+                 max_new_tokens: int = MAX_NEW_TOKENS, prompt_version: int | None = None) -> None:  # fmt: skip
+        """``llm``: an ``LLM`` or a callable returning one (built on the first message that needs it).
+        ``prompt_version``: the ``understand`` prompt; default the one the loaded adapter's card names (v1
+        without an adapter)."""
         super().__init__(items, popularity)
         self._llm = llm
         self.max_new_tokens = max_new_tokens
+        self._prompt_version = prompt_version
 
     @property
     def llm(self) -> Any:
@@ -96,13 +109,19 @@ class LLMUnderstander(RuleUnderstander):
             self._llm = self._llm()
         return self._llm
 
+    @property
+    def prompt_version(self) -> int:
+        if self._prompt_version is None:
+            self._prompt_version = adapter_prompt_version(self.llm)
+        return self._prompt_version
+
     def _read(self, text: str, context: ReadingContext) -> Understanding:
         exact = self.exact(text, context)
         if exact is not None:
             return exact
         try:
-            raw = self.llm.generate_json(prompt_messages(text, context), reading_schema(), self.max_new_tokens,
-                                         task="understand")  # fmt: skip
+            messages = prompt_messages(text, context, self.prompt_version)
+            raw = self.llm.generate_json(messages, reading_schema(), self.max_new_tokens, task="understand")
         except Exception as exc:  # a model that fails or cannot load: the chat goes on with rules
             log.warning("the language model could not read a message: %s", exc)
             note = f"the language model could not read this message ({type(exc).__name__}); I used simple rules"
@@ -120,6 +139,19 @@ class LLMUnderstander(RuleUnderstander):
             if not ruled.is_empty:
                 return ruled
         return understood
+
+
+def adapter_prompt_version(llm: Any) -> int:
+    """The ``understand`` prompt version for ``llm``: the one its understanding adapter's card names (the short
+    prompt it was trained on), else the base model's."""
+    from llmrec.adapters import read_card
+
+    adapter = (getattr(llm, "adapters", None) or {}).get("understand")
+    if adapter is None:
+        return PROMPT_VERSION
+    card = read_card(adapter)
+    found = prompt_version_of(card.prompt) if card is not None else None
+    return found or ADAPTER_PROMPT_VERSION
 
 
 def popularity_of(dataset: Any) -> dict[str, int]:

@@ -260,8 +260,9 @@ def build_understander(config: RecommenderConfig, owner: Any) -> Any:
 def _llm_understander(config: RecommenderConfig, owner: Any) -> Any:
     from llmrec.chat.readers import LLMUnderstander, popularity_of
 
+    cfg = config.understanding
     return LLMUnderstander(lambda: owner.llm, owner.items, lambda: popularity_of(owner.dataset),
-                           max_new_tokens=config.understanding.max_new_tokens)  # fmt: skip
+                           max_new_tokens=cfg.max_new_tokens, prompt_version=cfg.prompt_version)  # fmt: skip
 
 
 def _rule_understander(config: RecommenderConfig, owner: Any) -> Any:
