@@ -42,12 +42,12 @@ class PriorConfig:
     """Constants of the prior and the blend; defaults chosen on ml-latest-small validation items
     (``benchmarks/coldstart.py --tune``)."""
 
-    strength: float = 20.0  # C: ratings at which an item's own mean weighs as much as the global mean
-    quality_share: float = 0.5
-    weight: float = 0.5  # the prior's share for a profile with no liked items
-    half: float = 3.0  # liked items at which that share halves
-    pool_factor: int = 5  # the inner retriever is asked for pool_factor * k candidates
-    min_pool: int = 200
+    strength: float = 5.0  # C: ratings at which an item's own mean weighs as much as the global mean
+    quality_share: float = 0.25  # familiarity weighs 0.75: "known" matters more than a slightly higher mean
+    weight: float = 0.9  # the prior's share for a profile with no liked items (a genre, a mood, a phrase)
+    half: float = 0.25  # liked items at which that share halves: 0.18 with one liked title, 0.1 with two
+    pool_factor: int = 5  # the inner retriever is asked for pool_factor * k candidates ...
+    min_pool: int = 1000  # ... and at least this many, so well-known matches are in the pool
 
     def __post_init__(self) -> None:
         if self.strength < 0 or self.half <= 0:
