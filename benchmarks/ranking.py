@@ -8,6 +8,9 @@ Sections (each caches what it computes under ``--work``, so a later section or a
 ``ensemble``    weighted sums of retrievers' normalised scores, weights chosen on validation Recall@20.
 ``positions``   where the target sits among a retriever's 20 candidates when it is there: the cross-entropy of the
                 best model that reads the position only (shuffled lists: ln 20 = 3.00, whatever it learns).
+``zeroshot``    the zero-shot LLM on 64 fine-tuning lists (the retriever's top 20 holding the answer), in the
+                retriever's order and shuffled: its MRR against random order and its cross-entropy (issue 16's
+                fourth check, on the real model).
 ``fusion``      the LLM's label scores for every validation and test window whose target was retrieved (through
                 the on-disk score cache the fused ranker reads), the fusion features, model selection by 5-fold
                 cross-validation over the validation users, a refit on all of them, test figures for every row
@@ -214,6 +217,37 @@ FEATURE_SETS = {
 MODEL_GRID = (("logistic", 0.01), ("logistic", 0.1), ("logistic", 1.0), ("lambdarank", 50.0),
               ("lambdarank", 150.0), ("lambdarank", 300.0))  # fmt: skip
 BLENDS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 1.0)
+
+
+def zeroshot_main(args: argparse.Namespace) -> int:
+    """The fourth pre-run check on the real model: is the zero-shot order better than random on training lists?"""
+    from finetune.data import build_examples, example_messages
+    from finetune.evaluate import order_vs_random
+    from llmrec.baselines import get_checkpointed_scorer
+    from llmrec.config import RecommenderConfig
+
+    data, seq, split = load_split(args.dataset, args.data_dir)
+    name, params = VARIANTS[args.retriever]
+    digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
+    folder = Path(args.work) / seq.name / "retrievers" / f"{args.retriever}-{digest}" / "checkpoint"
+    # the sweep's model: trained on the training items, as the fine-tuning retriever is (in-sample lists)
+    scorer = get_checkpointed_scorer(name, folder, **{**COMMON, **params}).fit(split.final_train)
+    config = RecommenderConfig().updated(llm={"model": args.model, "use_default_adapter": False, "dtype": args.dtype,
+                                              "threads": 1}, cache_dir=args.cache_dir)  # fmt: skip
+    ranker = build_llm_ranker(config, data.items, args.prompt)
+    for order in ("retrieval", "shuffled"):
+        examples = build_examples(seq, scorer, args.examples, 20, seed=0, mode="retrieved", order=order)
+        logits = np.array([ranker.llm.score_options(example_messages(ranker, seq, e), ranker.labels)
+                           for e in examples])  # fmt: skip
+        targets = [e.target for e in examples]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        ce = float(-np.mean(logp[np.arange(len(targets)), targets]))
+        retrieval = order_vs_random(-np.tile(np.arange(20.0), (len(examples), 1)), [
+            e.candidates.index(e.target_item) if order == "retrieval" else 0 for e in examples])  # fmt: skip
+        print(f"{order} order, {len(examples)} lists: zero-shot {order_vs_random(logits, targets)}, "
+              f"cross-entropy {ce:.3f} (ln 20 = 2.996); the retriever's own order: MRR {retrieval['mrr']}")
+    return 0
 
 
 def seed_checkpoint(variant: str, split: Any, seq: Any, work: Path, cache: Path) -> None:
@@ -439,7 +473,28 @@ def fusion_main(args: argparse.Namespace) -> int:
     FusionModel(model.kind, model.features, model.mean, model.scale, model.coef, model.intercept, model.booster,
                 card).save(out)  # fmt: skip
     print(f"wrote {out}")
+    if args.verify:
+        verify(args, card)
     return 0
+
+
+def verify(args: argparse.Namespace, card: Mapping[str, Any]) -> None:
+    """Run the CLI's road (``run_rerank_evaluation``: the shipped fused row is added by itself) and compare its
+    test figures with the card's."""
+    from llmrec.config import RecommenderConfig
+    from llmrec.evaluation.rerank import run_rerank_evaluation
+
+    config = RecommenderConfig().updated(data={"dataset": args.dataset, "data_dir": args.data_dir},
+                                         ranker={"kind": "passthrough"}, cache_dir=args.cache_dir)  # fmt: skip
+    report = run_rerank_evaluation(config, args.retriever, max_users=args.max_users or None)
+    fused = [row for name, row in report.results.items() if "+fused:" in name]
+    if not fused:
+        print("verify: no fused row; is the model at the shipped path?", report.errors)
+        return
+    got, want = fused[0].metrics, card["test"]
+    for key in ("ndcg@10", "recall@10", "recall@20"):
+        print(f"verify {key}: evaluate {got[key]:.5f}, card {want[key]:.5f}",
+              "same" if abs(got[key] - want[key]) < 5e-6 else "DIFFERENT")  # fmt: skip
 
 
 def _version(name: str) -> str | None:
@@ -453,7 +508,7 @@ def _version(name: str) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("section", choices=("retrievers", "ensemble", "positions", "fusion"))
+    p.add_argument("section", choices=("retrievers", "ensemble", "positions", "zeroshot", "fusion"))
     p.add_argument("--dataset", default="ml-latest-small")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--work", default="/tmp/llmrec-ranking", help="cache folder for models, scores and results")
@@ -467,12 +522,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "cache; run one process per split on two cores), then stop")
     p.add_argument("--prompt", default="rank", help="fusion: prompt task[@version] of the LLM ranker")
     p.add_argument("--cache-dir", default=None, help="llmrec cache (retriever checkpoints, the label-score cache)")
+    p.add_argument("--examples", type=int, default=64, help="zeroshot: training lists per order")
     p.add_argument("--max-users", type=int, default=0, help="fusion: a seeded subset of users (0 = all)")
     p.add_argument("--out", default=None, help="fusion: write the model and its card to this .json file")
+    p.add_argument("--verify", action="store_true", help="fusion: then evaluate as the CLI does and compare")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     if args.section == "fusion":
         return fusion_main(args)
+    if args.section == "zeroshot":
+        return zeroshot_main(args)
     work = Path(args.work)
     _, seq, split = load_split(args.dataset, args.data_dir)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -60,3 +60,28 @@ def test_skipping_users_whose_target_was_missed_changes_no_accuracy_figure(setup
     assert 0 < pipeline.llm_users < 40  # only the users with their item among the candidates cost a prompt
     for key in ("ndcg@10", "recall@10", "ndcg@20", "mrr@20"):
         assert skipped.metrics[key] == pytest.approx(full.metrics[key])
+
+
+def test_the_shipped_fused_pipeline_gets_its_own_row(setup, tmp_path, monkeypatch):
+    from llmrec import fusion
+    from llmrec.config import RecommenderConfig
+    from llmrec.evaluation.rerank import run_rerank_evaluation
+
+    card = {"name": "fusion-ml-100k-pop.json", "dataset": "ml-100k", "min_count": 5, "retriever":
+            fusion.retriever_identity("pop"), "n_candidates": 20, "llm": "FakeLLM:fake:-:rank-adapter=none",
+            "adapter": "none", "prompt": "rank@1"}  # fmt: skip
+    names = ("llm", "retrieval_rr")
+    model = fusion.FusionModel("logistic", names, (0.0, 0.0), (1.0, 1.0), (1.0, 0.5), 0.0, card=card)
+    model.save(tmp_path / "fusion-ml-100k-pop.json")
+    monkeypatch.setattr(fusion, "fusion_file", lambda model, dataset, retriever: tmp_path / f"fusion-{dataset}-"
+                        f"{retriever}.json")  # fmt: skip
+    config = RecommenderConfig().updated(data={"dataset": "ml-100k"}, llm={"backend": "fake"},
+                                         ranker={"kind": "passthrough"}, cache_dir=str(tmp_path))  # fmt: skip
+    report = run_rerank_evaluation(config, "pop", max_users=30)
+    fused = [name for name in report.results if "+fused:" in name]
+    assert len(fused) == 1 and not report.errors, report.errors
+    row, alone = report.results[fused[0]], report.results["pop"]
+    assert row.metrics["recall@20"] == pytest.approx(alone.metrics["recall@20"])  # a reordering of the same 20
+    assert (tmp_path / "scores" / "label-scores.sqlite").is_file()  # label scores kept for the next run
+    without = run_rerank_evaluation(config, "pop", max_users=30, include_fused=False)
+    assert not [name for name in without.results if "+fused:" in name]

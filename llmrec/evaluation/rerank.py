@@ -116,7 +116,7 @@ class RerankPipeline:
                 window = self.window(candidates, top_scores[row])
                 result = self.ranker.rank(self._profile(int(users[row]), histories[row]), window, len(window))
                 self.llm_users += 1
-                self.fallbacks += bool(self.ranker.last_note)
+                self.fallbacks += bool(getattr(self.ranker, "last_note", ""))
                 position = {self.item_ids[c]: c for c in candidates}
                 order = np.array([position[c.item_id] for c in result], dtype=np.int64)
             ranked[row, : min(n, len(order))] = order[:n]
