@@ -96,7 +96,15 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def _session(url: str, genre: str, messages: int, timings: list[tuple[str, float, str]]) -> None:
+FREE_TEXT = ("I loved Alien and want something just as tense but newer", "something funny for a rainy evening",
+             "a slow, beautiful film about space, nothing gory", "I like Pixar films, what else would I enjoy",
+             "movies like Heat with a great heist", "a romantic comedy from the nineties",
+             "I want to cry a bit, a moving drama", "an animated film my kids and I will both like")  # fmt: skip
+FOLLOW_UPS = ("Just recommend", "something a bit older please", "less violent, and funnier")
+
+
+def _session(url: str, opener: str, messages: int, timings: list[tuple[str, float, str]],
+             follow_ups: tuple[str, ...] = FOLLOW_UPS) -> None:
     """One newcomer through the app's API: the greeting, then ``messages`` messages (a genre, then "Just
     recommend", then refinements). Each reply is timed twice, when its text is shown whole ("shown") and when the
     turn is over (the cards' sentences written: "send"), and classed ok / busy / error."""
@@ -110,7 +118,7 @@ def _session(url: str, genre: str, messages: int, timings: list[tuple[str, float
     except Exception as exc:
         timings.append(("start", time.perf_counter() - started, f"error {type(exc).__name__}"))
         return
-    for message in [genre, "Just recommend", "Something newer", "Recommend something"][:messages]:
+    for message in [opener, *follow_ups][:messages]:
         started = time.perf_counter()
         shown = None
         try:
@@ -215,9 +223,13 @@ def measure(args: Any) -> dict[str, Any]:
         assert out["cards"], f"no recommendations: {text(out['history'][-1])}"
         log.info("first recommendations %.1f s after start (greeting at %.1f s)", first, greeting)
         timings: list[tuple[str, float, str]] = []
-        genres = ["Sci-Fi", "Comedy", "Drama", "Animation", "Thriller", "Romance", "Action", "Horror"]
-        threads = [threading.Thread(target=_session, args=(url, genres[n % len(genres)], args.messages, timings))
-                   for n in range(args.sessions)]  # fmt: skip
+        if args.free_text:  # sentences the language model reads (the chips' phrases are read by exact rules)
+            openers, follow = list(FREE_TEXT), FOLLOW_UPS
+        else:
+            openers = ["Sci-Fi", "Comedy", "Drama", "Animation", "Thriller", "Romance", "Action", "Horror"]
+            follow = ("Just recommend", "Something newer", "Recommend something")
+        threads = [threading.Thread(target=_session, args=(url, openers[n % len(openers)], args.messages, timings,
+                                                           follow)) for n in range(args.sessions)]  # fmt: skip
         wall = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -233,6 +245,7 @@ def measure(args: Any) -> dict[str, Any]:
     answered = [t for kind, t, o in timings if kind == "send" and o == "ok"]
     failed_starts = sum(o != "ok" for kind, _, o in timings if kind == "start")
     return {"fake": args.fake, "model_delay_s": args.model_delay if args.fake else None,
+            "messages": "free text" if args.free_text else "chip phrases",
             "ranker": args.ranker or "config default", "explainer": args.explainer or "config default",
             "greeting_s": round(greeting, 2), "first_recommendations_s": round(first, 2), "sessions": args.sessions,
             "messages_per_session": args.messages, "replies": len(replies),
@@ -264,6 +277,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--fake", action="store_true", help="the fake pipeline of the tests instead of real data")
     parser.add_argument("--model-delay", type=float, default=0.0, help="with --fake: seconds each model call takes")
+    parser.add_argument("--free-text", action="store_true", help="sessions write sentences instead of chip phrases")
     parser.add_argument("--serve", action="store_true", help="only serve the app (what the measurement starts)")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args()
