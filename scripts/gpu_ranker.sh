@@ -7,12 +7,14 @@
 #
 #   here:     scripts/gpu_ranker.sh pack [MODEL]      # .gpu/: data, wheels, retriever checkpoint, weights in groups
 #   device:   scripts/gpu_ranker.sh stage K           # one run call per group: carry [".gpu/gK"]; copies to /tmp
-#   device:   scripts/gpu_ranker.sh train [CONFIG]    # carry [".gpu/base"]; checks + training; results into $OUT
+#   device:   scripts/gpu_ranker.sh train [CONFIG...] # carry [".gpu/base"]; checks + one run per config (a sweep);
+#                                                     # the best adapter on validation and every card into $OUT
 #   here:     scripts/gpu_ranker.sh unpack DIR OUT    # join the returned pieces into an adapter folder
 #
 # MODEL defaults to qwen2.5-coder-0.5b-instruct (9 groups of weights); qwen2.5-coder-1.5b-instruct (config
 # finetune/configs/gpu-1.5b.toml) is about 22 groups, more staging calls than one 15-minute lease allows.
-# CONFIG defaults to finetune/configs/gpu.toml. Everything runs under `set -e`: a failed check stops the run.
+# CONFIG defaults to finetune/configs/gpu.toml (about 6 minutes on an H200 with its checks); more configs make a
+# sweep (learning rate, LoRA rank), each checked and validated. Under `set -e` a failed check stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,13 +70,13 @@ stage() {  # device: copy one carried group of weight pieces to the machine's di
     mkdir -p "$STAGE" && cp "$GPU/g$1"/piece* "$STAGE/" && ls "$STAGE" | wc -l
 }
 
-train() {  # device: environment, model, checks, training, test; results into $OUT
-    local config="${1:-finetune/configs/gpu.toml}"
+train() {  # device: environment, model, checks, one run per config; the best on validation comes back in $OUT
+    local configs=("${@:-finetune/configs/gpu.toml}")
     export LLMREC_CACHE_DIR=/tmp/llmrec-cache PYTHONPATH="/tmp/site:$PWD" TOKENIZERS_PARALLELISM=false
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$GPU"/base/whl/*.whl
     mkdir -p "$LLMREC_CACHE_DIR" && cp -r "$GPU"/base/cache/. "$LLMREC_CACHE_DIR/"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-    $PY - "$GPU/base/manifest.json" "$STAGE" <<'EOF'
+    $PY - "$GPU/base/manifest.json" "$STAGE" <<'PY'
 import hashlib, json, sys, tempfile
 from pathlib import Path
 from llmrec.llm import gguf_convert, resolve
@@ -97,13 +99,23 @@ if not resolve._marker_is_current(spec, target):
     gguf_convert.convert_gguf(gguf, target)
     resolve._write_marker(target, spec, converted=True)
 print("model ready:", target)
-EOF
-    local adapter=/tmp/adapter
-    $PY -m finetune "$config" --out "$adapter" --data-dir "$GPU/base/data" 2>&1 | tee "$OUT/train.log"
-    # $OUT returns at most 8 files of 16 MiB: the weights travel in pieces, the card and config whole
-    cp "$adapter/adapter_card.json" "$adapter/adapter_config.json" "$OUT/"
-    split -b 15M -d "$adapter/adapter_model.safetensors" "$OUT/weights.part"
-    sha256sum "$adapter/adapter_model.safetensors" | cut -d' ' -f1 >"$OUT/weights.sha256"
+PY
+    local n=0
+    for config in "${configs[@]}"; do  # e.g. gpu.toml, then a copy with another learning_rate or r
+        n=$((n + 1))
+        $PY -m finetune "$config" --out "/tmp/adapter-$n" --data-dir "$GPU/base/data" 2>&1 | tee -a "$OUT/train.log"
+    done
+    # the run whose kept adapter ranks the validation items best; every card comes back (card-N.json)
+    local best
+    best=$($PY -c 'import json, sys
+n = int(sys.argv[1])
+scores = {i: json.load(open(f"/tmp/adapter-{i}/adapter_card.json"))["validation"]["lora"]["ndcg@10"] for i in range(1, n + 1)}
+print(max(scores, key=scores.get))' "$n")
+    for i in $(seq 1 "$n"); do cp "/tmp/adapter-$i/adapter_card.json" "$OUT/card-$i.json"; done
+    cp "/tmp/adapter-$best/adapter_card.json" "/tmp/adapter-$best/adapter_config.json" "$OUT/"
+    # $OUT returns at most 8 files of 16 MiB: the weights travel in pieces
+    split -b 15M -d "/tmp/adapter-$best/adapter_model.safetensors" "$OUT/weights.part"
+    sha256sum "/tmp/adapter-$best/adapter_model.safetensors" | cut -d' ' -f1 >"$OUT/weights.sha256"
     ls -la "$OUT"
 }
 
@@ -119,7 +131,7 @@ unpack() {  # here: the returned files -> an adapter folder
 case "${1:-}" in
     pack) pack ;;
     stage) stage "${2:?which group}" ;;
-    train) train "${2:-}" ;;
+    train) shift; train "$@" ;;
     unpack) unpack "${2:?returned folder}" "${3:?adapter folder}" ;;
-    *) echo "usage: $0 pack [MODEL] | stage K | train [CONFIG] | unpack DIR OUT" >&2; exit 2 ;;
+    *) echo "usage: $0 pack [MODEL] | stage K | train [CONFIG...] | unpack DIR OUT" >&2; exit 2 ;;
 esac
