@@ -43,14 +43,16 @@ def test_a_two_rating_special_never_leads_a_list_from_little_evidence():
     assert blend(relevance, prior, 0.0) == pytest.approx({"special": 1.0, "classic": 10 / 12, "dud": 0.0})
 
 
-def test_the_prior_fades_as_liked_items_accumulate():
-    config = PriorConfig(weight=0.6, half=2.0)
+def test_the_prior_fades_as_liked_items_accumulate_and_counts_more_within_stated_limits():
+    config = PriorConfig(weight=0.9, free_weight=0.6, half=2.0)
     newcomer = UserProfile(stated_preferences=("slow sci-fi",))
     one = UserProfile(history=(HistoryEntry("a"),))
     many = UserProfile(history=tuple(HistoryEntry(str(i), 5.0, i) for i in range(20)))
     assert prior_weight(newcomer, config) == pytest.approx(0.6)
     assert prior_weight(one, config) == pytest.approx(0.6 / 1.5)
     assert prior_weight(many, config) == pytest.approx(0.6 / 11)
+    limited = LimitedProfile(stated_preferences=("a comedy from the 2000s",), constraints=Limits(2000))
+    assert prior_weight(limited, config) == pytest.approx(0.9)
 
 
 def test_a_catalogue_without_ratings_uses_counts_and_one_without_interactions_changes_nothing():
@@ -111,6 +113,8 @@ def test_prior_retriever_reorders_a_deeper_pool_within_the_constraints():
     profile = LimitedProfile(stated_preferences=("a comedy from the 2000s",), constraints=Limits(2000))
     found = retriever.retrieve(profile, 2)
     assert inner.asked == [50] and [c.item_id for c in found] == ["classic", "special"]  # "old" is outside 2000+
+    PriorRetriever(inner, prior, ITEMS, PriorConfig(min_pool=50, free_pool=20)).retrieve(UserProfile(), 2)
+    assert inner.asked[-1] == 20  # words alone: a shallower pool
     assert found[0].evidence.stage_scores[-1] == ("prior", pytest.approx(prior.value("classic")))
     assert found[0].score >= found[1].score
     liked = UserProfile(history=tuple(HistoryEntry(f"h{i}", 5.0, i) for i in range(60)))

@@ -15,7 +15,10 @@ without ratings (a catalogue with no ratings, or films outside the rated one) ge
 changes nothing among them.
 
 ``prior_weight(profile)`` says how much the prior counts: ``weight / (1 + liked / half)`` where
-``liked`` counts the profile's liked history items, so it fades as evidence grows. ``blend`` mixes it
+``liked`` counts the profile's liked history items, so it fades as evidence grows. ``weight`` applies
+when the profile's constraints already say what is wanted (genres or years: the list holds only such
+films, so the order within them is the prior's to set); a request in words alone ("a zombie movie")
+gets the smaller ``free_weight`` and pool, because there the words are the only relevance. ``blend`` mixes it
 with min-max scaled relevance; ``PriorRetriever`` applies that to any retriever's deeper pool and keeps
 the profile's hard constraints (genres, years) when the profile carries them. Written here: a Bayesian
 average is three lines and no dependency does exactly this blend.
@@ -44,19 +47,21 @@ class PriorConfig:
 
     strength: float = 5.0  # C: ratings at which an item's own mean weighs as much as the global mean
     quality_share: float = 0.25  # familiarity weighs 0.75: "known" matters more than a slightly higher mean
-    weight: float = 0.9  # the prior's share for a profile with no liked items (a genre, a mood, a phrase)
-    half: float = 0.25  # liked items at which that share halves: 0.18 with one liked title, 0.1 with two
+    weight: float = 0.9  # the prior's share with nothing liked when genres or years say what is wanted
+    free_weight: float = 0.5  # ... and when only words do
+    half: float = 0.25  # liked items at which that share halves: a fifth with one liked title
     pool_factor: int = 5  # the inner retriever is asked for pool_factor * k candidates ...
-    min_pool: int = 1000  # ... and at least this many, so well-known matches are in the pool
+    min_pool: int = 1000  # ... and at least this many, so well-known matches are in the pool ...
+    free_pool: int = 200  # ... or this many for words alone
 
     def __post_init__(self) -> None:
         if self.strength < 0 or self.half <= 0:
             raise ConfigError(f"prior strength must be >= 0 and half > 0, got {self.strength} and {self.half}")
-        for name in ("quality_share", "weight"):
+        for name in ("quality_share", "weight", "free_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"prior {name} must be in [0, 1], got {getattr(self, name)}")
-        if self.pool_factor < 1 or self.min_pool < 1:
-            raise ConfigError("prior pool_factor and min_pool must be at least 1")
+        if self.pool_factor < 1 or self.min_pool < 1 or self.free_pool < 1:
+            raise ConfigError("prior pool_factor, min_pool and free_pool must be at least 1")
 
 
 class QualityPrior:
@@ -102,9 +107,18 @@ class QualityPrior:
         return self.values.get(item_id, 0.0)
 
 
+def states_what_is_wanted(profile: UserProfile) -> bool:
+    """Whether the profile's constraints name wanted genres or years (avoiding something says less)."""
+    limits = getattr(profile, "constraints", None)
+    return bool(limits and (getattr(limits, "wanted_genres", ()) or getattr(limits, "year_min", None)
+                            or getattr(limits, "year_max", None)))  # fmt: skip
+
+
 def prior_weight(profile: UserProfile, config: PriorConfig) -> float:
-    """The prior's share for this profile: ``weight`` with nothing liked, halving every ``half`` liked items."""
-    return config.weight / (1.0 + len(liked_weights(profile)) / config.half)
+    """The prior's share for this profile: ``weight`` (or ``free_weight`` when only words say what is wanted)
+    with nothing liked, halving every ``half`` liked items."""
+    base = config.weight if states_what_is_wanted(profile) else config.free_weight
+    return base / (1.0 + len(liked_weights(profile)) / config.half)
 
 
 def blend(relevance: Mapping[str, float], prior: QualityPrior, weight: float) -> dict[str, float]:
@@ -132,7 +146,8 @@ class PriorRetriever:
         if k <= 0:
             return []
         weight = prior_weight(profile, self.config)
-        depth = max(k * self.config.pool_factor, self.config.min_pool) if weight > 0 else k
+        least = self.config.min_pool if states_what_is_wanted(profile) else self.config.free_pool
+        depth = max(k * self.config.pool_factor, least) if weight > 0 else k
         pool = self.inner.retrieve(profile, depth)
         constraints = getattr(profile, "constraints", None)
         if constraints and self.items is not None:  # the order *within* what the person asked for
