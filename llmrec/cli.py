@@ -156,6 +156,11 @@ NoAdapter = Annotated[bool, typer.Option("--no-adapter", help="Zero-shot: skip t
 RetrieverKind = Annotated[str | None, typer.Option("--retriever", help="hybrid, text or cf.")]
 CfModel = Annotated[str | None, typer.Option("--cf-model", help="Collaborative model for cf/hybrid.")]
 Diversity = Annotated[float | None, typer.Option("--diversity", help="0 = relevance only, up to 1.")]
+Profiles = Annotated[
+    str | None,
+    typer.Option("--profiles", help="Where profiles and transcripts live: a SQLite file or a postgresql:// URL "
+                 "(default: <cache>/chat/profiles.sqlite)."),
+]  # fmt: skip
 
 
 def _config(dataset: str, data_dir: Path | None, cache_dir: Path | None, config_file: Path | None, offline: bool,
@@ -350,6 +355,7 @@ def chat_cmd(
     model: Model = None,
     no_adapter: NoAdapter = False,
     llm_url: LlmUrl = None,
+    profiles: Profiles = None,
     cache_dir: CacheDir = None,
     offline: Offline = False,
     as_json: AsJson = False,
@@ -358,14 +364,14 @@ def chat_cmd(
 
     With --json every turn prints one JSON object: the reply, the cards shown and the profile after the turn."""
     from llmrec.chat.engine import Conversation
-    from llmrec.chat.store import ProfileStore
+    from llmrec.chat.store import open_profile_store
     from llmrec.chat.transcript import turn_record
     from llmrec.paths import resolve_cache_dir
 
     sections = _sections(ranker, explainer, blend, model, no_adapter=no_adapter, llm_url=llm_url)
     config = _config(dataset, data_dir, cache_dir, config_file, offline, **sections)
     rec = _recommender(config)
-    store = ProfileStore(resolve_cache_dir(config.cache_dir) / "chat" / "profiles.sqlite")
+    store = open_profile_store(profiles or resolve_cache_dir(config.cache_dir) / "chat" / "profiles.sqlite")
     convo = Conversation(rec, store, user, k=k)
     interactive = sys.stdin.isatty() and not as_json
 
@@ -389,14 +395,21 @@ def chat_cmd(
         if not interactive and not as_json:
             typer.echo(f"you> {_shorten(line.rstrip())}")
         reply = convo.handle(line)
-        say(line.rstrip("\n"), reply)
+        say(_shorten(line.rstrip("\n"), ECHOED), reply)
         if reply.ended:
             break
 
 
+ECHOED = 4000  # characters of a message echoed back in --json (the engine reads only its first 2000)
+
+
 def _shorten(text: str, limit: int = 300) -> str:
-    """A line as echoed back: long input is cut (the engine reads only its first part anyway)."""
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
+    """A line as echoed back, at most ``limit`` characters: long input is cut (the engine reads only its first part
+    anyway) and says how much was left out."""
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - 40)
+    return text[:keep] + f"… ({len(text) - keep} more characters)"
 
 
 @app.command("finetune")
@@ -430,6 +443,11 @@ def ui_cmd(
     model: Model = None,
     no_adapter: NoAdapter = False,
     llm_url: LlmUrl = None,
+    profiles: Profiles = None,
+    users: Annotated[Path | None, typer.Option("--users", help="Login file (make lines with `python -m ui.auth "
+                                               "NAME`); without it sessions are anonymous, kept by a cookie.")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option("--allowed-host", help="Another Host name to answer to "
+                                                           "(behind a proxy, a LAN name); repeatable.")] = None,
     cache_dir: CacheDir = None,
     offline: Offline = False,
 ) -> None:
@@ -437,7 +455,8 @@ def ui_cmd(
     from ui.app import serve
 
     sections = _sections(ranker, explainer, blend, model, no_adapter=no_adapter, llm_url=llm_url)
-    serve(_config(dataset, data_dir, cache_dir, config_file, offline, **sections), host=host, port=port)
+    serve(_config(dataset, data_dir, cache_dir, config_file, offline, **sections), host=host, port=port,
+          profiles=profiles, users=users, hosts=tuple(allowed_host or ()))
 
 
 def main() -> None:

@@ -111,5 +111,6 @@ def test_sasrec_serves_as_the_collaborative_retriever(tmp_path, retriever):
     user = ds.interactions.user_ids[0]
     result = rec.recommend(rec.profile(user=user), k=3)
     assert result.items and all(r.item.item_id not in rec.profile(user=user).seen for r in result.items)
-    assert any("(sasrec," in (r.evidence.collaborative or "") for r in result.items)
+    assert any("cf" in r.sources and r.evidence.collaborative for r in result.items)
+    assert not any("sasrec" in (r.evidence.collaborative or "") for r in result.items)  # plain words for people
     assert [p.name.split("-")[1] for p in (tmp_path / "cf").iterdir()] == ["sasrec"]  # trained once, kept

@@ -52,9 +52,6 @@ def test_the_terminal_chat_does_not_echo_a_huge_line(tmp_path: Path) -> None:
     assert len(out.stdout) < 20_000 and "more characters" in out.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="`llmrec chat --json` echoes the whole line in 'user': the one-line fix is in "
-                                       "llmrec/cli.py or llmrec/chat/transcript.py (not this suite's files); see "
-                                       "docs/benchmarks/security.md")  # fmt: skip
 def test_the_json_chat_does_not_echo_a_huge_line(tmp_path: Path) -> None:
     out = _chat(tmp_path, "--json")
     assert out.returncode == 0, out.stderr[-500:]
