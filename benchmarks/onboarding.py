@@ -77,6 +77,16 @@ def random_questions(seed: int) -> Any:
     return pick
 
 
+def prior_without(rec: Recommender, test_items: dict[str, str]) -> Any:
+    """The quality prior from every rating except the users' held-out test items."""
+    from llmrec.retrieval.prior import QualityPrior
+
+    inter = rec.dataset.interactions
+    keep = np.array([test_items.get(u) != i for u, i in zip(inter.user_ids, inter.item_ids)])
+    return QualityPrior.from_interactions(type(inter)(inter.user_ids[keep], inter.item_ids[keep], inter.ratings[keep],
+                                                      inter.timestamps[keep]))  # fmt: skip
+
+
 def composed(rec: Recommender, data_dir: Path, test_items: dict[str, str]) -> Any:
     """The issue-14 composition over the recommender's own parts (its EASE never saw the test items)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,7 +95,7 @@ def composed(rec: Recommender, data_dir: Path, test_items: dict[str, str]) -> An
     from llmrec.data.redial import TRAIN_FILE, load_dialogues, load_redial_catalogue
     from llmrec.retrieval.collaborative import CollaborativeRetriever
     from llmrec.retrieval.dialogue import DialogueModel, DialogueRetriever, SuggestionPopularityRetriever
-    from llmrec.retrieval.prior import PriorRetriever, QualityPrior
+    from llmrec.retrieval.prior import PriorRetriever
     from llmrec.retrieval.text import TextRetriever
 
     items = rec.items
@@ -93,10 +103,7 @@ def composed(rec: Recommender, data_dir: Path, test_items: dict[str, str]) -> An
     catalogue = load_redial_catalogue(data_dir, popularity=counts)
     model = DialogueModel.fit(load_dialogues(data_dir / TRAIN_FILE), catalogue.items)
     to_model = catalogue.from_movielens(items)
-    inter = rec.dataset.interactions
-    keep = np.array([test_items.get(u) != i for u, i in zip(inter.user_ids, inter.item_ids)])
-    prior = QualityPrior.from_interactions(type(inter)(inter.user_ids[keep], inter.item_ids[keep], inter.ratings[keep],
-                                                       inter.timestamps[keep]))  # fmt: skip
+    prior = prior_without(rec, test_items)
 
     def build(profile: UserProfile) -> Any:
         scorer, seq = rec.collaborative
@@ -152,9 +159,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--questions", choices=("split", "random", "both"), default="split")
     parser.add_argument("--composition", choices=("today", "new"), default="today")
+    parser.add_argument("--understanding", choices=("rules", "llm"), default="rules",
+                        help="how the chat reads the simulated answers (llm: seconds a message on 2 cores)")
     args = parser.parse_args()
     config = RecommenderConfig().updated(data={"dataset": "ml-latest-small", "data_dir": str(args.data_dir)},
-                                         explainer={"kind": "template"}, ranker={"kind": "passthrough"})  # fmt: skip
+                                         explainer={"kind": "template"}, ranker={"kind": "passthrough"},
+                                         understanding={"kind": args.understanding})  # fmt: skip
 
     def fit_without_test_items(name: str, seq_data):  # the served model must not have seen the test items
         histories = tuple(s[:-1] for s in seq_data.sequences)
@@ -163,6 +173,7 @@ def main() -> None:
     rec = Recommender(config, scorer_factory=fit_without_test_items)
     seq = preprocess(rec.dataset)
     test_items = {seq.user_ids[u]: seq.item_ids[seq.test_target(u)] for u in range(seq.n_users)}
+    rec.quality_prior = prior_without(rec, test_items)  # the pipeline's cold-start prior counts no test rating
     if args.composition == "new":
         build = composed(rec, args.data_dir, test_items)
         rec.retriever = lambda profile: (build(profile), [])  # type: ignore[method-assign]

@@ -78,6 +78,7 @@ NAMES = ("cf", "text", "dialogue", "popularity")
 FIELD_WEIGHTS = {"cf": 0.25, "text": 0.5, "dialogue": 1.0, "popularity": 0.25}
 PRODUCT_WEIGHTS = {"cf": 1.0, "text": 0.25, "dialogue": 1.0, "popularity": 0.25}
 RRF_K = 60.0
+TODAY_PLUS_DIALOGUE = {"cf": 1.0, "text": 0.25, "dialogue": 1.0}  # the app's hybrid with the dialogue scorer added
 FIELD_TEXT = {"seeker_only": False, "last": 4}
 PUBLISHED = [("KBRD (Chen et al. 2019), as reported by UniCRS", 0.169, None),
              ("UniCRS (Wang et al. 2022)", 0.224, None), ("GPT-4 zero-shot (He et al. 2023)", 0.19, None),
@@ -267,11 +268,14 @@ def samples_of(dialogues: list[Dialogue], counts: Counter) -> list[Sample]:
 
 
 # -- product protocol ------------------------------------------------------------------------
-def replay(dialogues: list[Dialogue], parts: Parts, composition: Any = None) -> list[dict]:
+def replay(dialogues: list[Dialogue], parts: Parts, composition: Any = None, understanding: str = "rules"
+           ) -> list[dict]:  # fmt: skip
     """The chat engine's state before every scored turn (seeker messages only), as JSON records.
 
     ``composition`` (a retriever) replaces the app's configured retriever inside the engine: the
-    onboarding questions it asks depend on the candidate pool, so the states depend on it too."""
+    onboarding questions it asks depend on the candidate pool, so the states depend on it too.
+    ``understanding``: how the engine reads each message (``rules``, or ``llm``: the language model, seconds
+    a message on two cores)."""
     from llmrec.chat.engine import Conversation
     from llmrec.chat.store import ProfileStore
     from llmrec.config import RecommenderConfig
@@ -279,7 +283,9 @@ def replay(dialogues: list[Dialogue], parts: Parts, composition: Any = None) -> 
     from llmrec.progress import progress
 
     config = RecommenderConfig().updated(data={"dataset": "ml-latest-small", "data_dir": str(parts.data_dir)},
-                                         ranker={"kind": "passthrough"}, explainer={"kind": "template"})  # fmt: skip
+                                         ranker={"kind": "passthrough"}, explainer={"kind": "template"},
+                                         understanding={"kind": understanding})  # fmt: skip
+
     class Composed(Recommender):
         def retriever(self, profile: UserProfile) -> tuple[Any, list[str]]:
             return (composition, []) if composition is not None else super().retriever(profile)
@@ -465,23 +471,25 @@ def tune(parts: Parts, limit: int, replayed: int) -> dict[str, Any]:
 
 
 # -- measuring on the development dialogues --------------------------------------------------
-def cached_replay(dialogues: list[Dialogue], parts: Parts, cache: Path | None) -> list[dict]:
+def cached_replay(dialogues: list[Dialogue], parts: Parts, cache: Path | None, understanding: str = "rules"
+                  ) -> list[dict]:  # fmt: skip
     """``replay``, read from ``cache`` when it holds the same dialogues (the states do not depend on weights)."""
     from llmrec.fileutil import atomic_file
 
-    key = [d.conversation_id for d in dialogues]
+    key = [d.conversation_id for d in dialogues] + [f"understanding={understanding}"]
     if cache is not None and cache.is_file():
         stored = json.loads(cache.read_text(encoding="utf-8"))
         if stored.get("dialogues") == key:
             return stored["records"]
-    records = replay(dialogues, parts)
+    records = replay(dialogues, parts, understanding=understanding)
     if cache is not None:
         with atomic_file(cache) as tmp:
             tmp.write_text(json.dumps({"dialogues": key, "records": records}), encoding="utf-8")
     return records
 
 
-def measure(parts: Parts, limit: int, protocols: tuple[str, ...], cache: Path | None = None) -> dict[str, Any]:
+def measure(parts: Parts, limit: int, protocols: tuple[str, ...], cache: Path | None = None,
+            understanding: str = "rules") -> dict[str, Any]:  # fmt: skip
     train = parts.dialogues(TRAIN_FILE)
     dev = parts.dialogues(DEV_FILE, limit)
     model = DialogueModel.fit(train, parts.catalogue.items)
@@ -508,7 +516,7 @@ def measure(parts: Parts, limit: int, protocols: tuple[str, ...], cache: Path | 
                                                           for s in samples for t in s.targets)  # fmt: skip
     if "product" in protocols or "replay" in protocols:
         started = time.monotonic()
-        records = cached_replay(dev, parts, cache)
+        records = cached_replay(dev, parts, cache, understanding)
         if "product" not in protocols:
             return {"replayed dialogues": len(dev), "records": len(records), "seconds": time.monotonic() - started}
         retrievers = parts.product_retrievers(model)
@@ -519,6 +527,7 @@ def measure(parts: Parts, limit: int, protocols: tuple[str, ...], cache: Path | 
 
         proposed = hybrid(retrievers, PRODUCT_WEIGHTS)
         for name, retriever in (("today's default (text 0.25, cf 1)", hybrid(retrievers, {"text": 0.25, "cf": 1.0})),
+                                ("today's default + dialogue 1", hybrid(retrievers, TODAY_PLUS_DIALOGUE)),
                                 ("fused", proposed),
                                 ("fused + prior", PriorRetriever(proposed, parts.prior, parts.movielens.items))):
             table[name] = product_rows(records, product_ranked(records, retriever, parts.movielens.items), to_ml)
@@ -538,6 +547,8 @@ def main() -> None:
                         help="replay: only replay the development dialogues (into --replay-cache)")
     parser.add_argument("--replay-cache", type=Path, default=None,
                         help="JSON file keeping the chat engine's replayed states between runs")
+    parser.add_argument("--understanding", choices=("rules", "llm"), default="rules",
+                        help="how the replayed chat reads each seeker message (llm: seconds a message on 2 cores)")
     parser.add_argument("--tune", action="store_true", help="cross-validate constants on the training dialogues")
     parser.add_argument("--replayed", type=int, default=300,
                         help="with --tune: training dialogues replayed through the chat engine (0 = all)")
@@ -548,7 +559,7 @@ def main() -> None:
         result = tune(parts, args.dialogues, args.replayed)
     else:
         protocols = ("field", "product") if args.protocol == "both" else (args.protocol,)
-        result = measure(parts, args.dialogues, protocols, args.replay_cache)
+        result = measure(parts, args.dialogues, protocols, args.replay_cache, args.understanding)
     print(json.dumps(result, indent=1, default=str))
 
 

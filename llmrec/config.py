@@ -55,8 +55,21 @@ class IndexConfig(_Section):
 
 
 class RetrievalConfig(_Section):
-    retriever: str = Field("hybrid", description="Candidate source: hybrid, text or cf.")
+    retriever: str = Field("hybrid", description="Candidate source: hybrid, text, cf or dialogue.")
     cf_model: str = Field("ease", description="Collaborative scorer used by the cf and hybrid retrievers.")
+    dialogue_weight: float = Field(
+        0.0, ge=0.0, le=10.0,
+        description="Weight of the dialogue scorer (films recommended together in conversations: ReDial's training "
+                    "dialogues) in the hybrid retriever, beside text 0.25 and cf 1; 0: left out.",
+    )  # fmt: skip
+    dialogue_file: Path | None = Field(
+        None, description="Training dialogues of the dialogue scorer (ReDial JSON lines, .gz allowed; the movie list "
+        "movies_with_mentions.csv beside it); default: <data dir>/redial/train.jsonl.gz.",
+    )  # fmt: skip
+    quality_prior: bool = Field(
+        True, description="Lists built from little evidence (a genre, a mood, a phrase, a few titles) favour films "
+        "many people rated, and rated well (a Bayesian average blended with relevance).",
+    )  # fmt: skip
     candidates: int = Field(20, ge=1, le=1000, description="Candidates passed to the ranker.")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR trade-off: 0 = relevance only.")
 

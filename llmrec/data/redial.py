@@ -271,13 +271,15 @@ class RedialCatalogue:
 
 
 def load_redial_catalogue(data_dir: str | Path, movielens: Mapping[str, Item] | None = None,
-                          popularity: Mapping[str, float] | None = None) -> RedialCatalogue:  # fmt: skip
-    """``D/redial/movies_with_mentions.csv`` as items, mapped to ``movielens`` (default: ``load_movies_all``).
+                          popularity: Mapping[str, float] | None = None, path: str | Path | None = None
+                          ) -> RedialCatalogue:  # fmt: skip
+    """``D/redial/movies_with_mentions.csv`` (or ``path``) as items, mapped to ``movielens`` (default:
+    ``load_movies_all``; any catalogue of titles with years works, e.g. a data set's items).
 
     A mapped movie takes the MovieLens film's genres and keywords; ``popularity`` (MovieLens id ->
     count) settles titles that name several films. ``nbMentions`` is not read.
     """
-    path = Path(data_dir) / CATALOGUE_FILE
+    path = Path(path) if path is not None else Path(data_dir) / CATALOGUE_FILE
     movielens = movielens if movielens is not None else load_movies_all(data_dir)
     index = title_index(movielens, popularity)
     items: dict[str, Item] = {}

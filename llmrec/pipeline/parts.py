@@ -210,6 +210,12 @@ def build_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile)
     left out and why. ``(None, notes)`` when nothing can retrieve for this profile."""
     cfg = config.retrieval
     retriever, notes = RETRIEVERS.spec(cfg.retriever).build(config, owner, profile)
+    if retriever is not None and cfg.quality_prior:
+        from llmrec.retrieval.prior import PriorRetriever, is_cold_start
+
+        prior = owner.quality_prior
+        if prior.values and is_cold_start(profile, prior.config):  # little evidence: known and liked films first
+            retriever = PriorRetriever(retriever, prior, owner.items)
     if retriever is not None and cfg.diversity > 0:
         from llmrec.retrieval.diversify import DiversifiedRetriever, MMRDiversifier
 
@@ -237,8 +243,48 @@ def _cf_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -
     return CollaborativeRetriever(scorer, seq, label=config.retrieval.cf_model, items=owner.items), []
 
 
+def dialogue_file(config: RecommenderConfig) -> Any:
+    """The training dialogues of the dialogue scorer: ``retrieval.dialogue_file``, else
+    ``<data dir>/redial/train.jsonl.gz`` (None without a data folder)."""
+    from pathlib import Path
+
+    from llmrec.data.redial import TRAIN_FILE
+
+    if config.retrieval.dialogue_file is not None:
+        return config.retrieval.dialogue_file
+    return Path(config.data.data_dir) / TRAIN_FILE if config.data.data_dir is not None else None
+
+
+def build_dialogue_scorer(config: RecommenderConfig, owner: Any) -> Any:
+    """The dialogue model fitted on ``dialogue_file(config)`` and mapped onto the owner's catalogue."""
+    import numpy as np
+
+    from llmrec.retrieval.dialogue import load_dialogue_scorer
+
+    path = dialogue_file(config)
+    if path is None:
+        raise DataError("no training dialogues: set retrieval.dialogue_file, or --data-dir to a folder holding "
+                        "redial/train.jsonl.gz")  # fmt: skip
+    ids, counts = np.unique(owner.dataset.interactions.item_ids, return_counts=True)
+    return load_dialogue_scorer(path, owner.items, dict(zip(ids.tolist(), counts.tolist())))
+
+
+def _dialogue_part(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
+    if not profile.history:
+        return None, ["dialogue retrieval skipped: it needs films the user named or liked"]
+    try:
+        scorer = owner.dialogue_scorer
+    except DataError as exc:
+        return None, [f"dialogue retrieval skipped: {exc}"]
+    return scorer.retriever(owner.items), []
+
+
+def _dialogue_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
+    return _dialogue_part(config, owner, profile)
+
+
 def _hybrid_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
-    from llmrec.retrieval.fusion import HybridRetriever
+    from llmrec.retrieval.fusion import fuse_available
 
     text, notes = _text_retriever(config, owner, profile)
     try:
@@ -246,9 +292,11 @@ def _hybrid_retriever(config: RecommenderConfig, owner: Any, profile: UserProfil
     except DataError as exc:  # e.g. a catalogue too small for the collaborative model: text alone
         cf, more = None, [f"collaborative retrieval skipped: {exc}"]
     notes += more
-    if cf is None:
-        return text, notes
-    return HybridRetriever([text, cf], weights=(HYBRID_TEXT_WEIGHT, 1.0)), notes
+    weight = config.retrieval.dialogue_weight
+    dialogue, more = _dialogue_part(config, owner, profile) if weight > 0 else (None, [])
+    notes += more if profile.history else []  # a newcomer's text-only list needs no note about dialogues
+    weights = {"text": HYBRID_TEXT_WEIGHT, "cf": 1.0, "dialogue": weight}
+    return fuse_available({"text": text, "cf": cf, "dialogue": dialogue}, weights), notes
 
 
 # Understanders (reading chat messages) ------------------------------------------------------------------
@@ -285,6 +333,7 @@ def register_builtin_parts() -> None:
     RETRIEVERS.register("hybrid", "Text and collaborative, fused", _hybrid_retriever, needs_text=True)
     RETRIEVERS.register("text", "Text similarity (vector store)", _text_retriever, needs_text=True)
     RETRIEVERS.register("cf", "Collaborative model", _cf_retriever)
+    RETRIEVERS.register("dialogue", "Films recommended together in conversations", _dialogue_retriever)
     UNDERSTANDERS.register("llm", "The language model reads each message", _llm_understander, needs_llm=True)
     UNDERSTANDERS.register("rules", "Rules read each message (fast)", _rule_understander)
 

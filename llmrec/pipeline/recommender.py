@@ -101,6 +101,18 @@ class Recommender:
         return fit_cf_scorer(self.config.retrieval.cf_model, seq, cache_dir=self.config.cache_dir), seq
 
     @cached_property
+    def quality_prior(self) -> Any:
+        """The quality/familiarity prior from the data set's ratings (``retrieval.quality_prior``)."""
+        from llmrec.retrieval.prior import QualityPrior
+
+        return QualityPrior.from_interactions(self.dataset.interactions)
+
+    @cached_property
+    def dialogue_scorer(self) -> Any:
+        """The dialogue model of ``retrieval.dialogue_file`` on this catalogue (DataError when there is none)."""
+        return parts.build_dialogue_scorer(self.config, self)
+
+    @cached_property
     def llm(self) -> Any:
         if self._llm is not None:
             return self._llm

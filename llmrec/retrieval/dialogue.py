@@ -19,12 +19,15 @@ sparse-matrix lines, and no recommender library fits counts from dialogues.
 ReDial-catalogue profile directly, a MovieLens profile through an id mapping (ids the mapping lacks
 are skipped). ``SuggestionPopularityRetriever`` is the popularity signal alone. ``IdMappedRetriever``
 lets a retriever of one catalogue (e.g. the MovieLens collaborative model) serve another.
+``load_dialogue_scorer`` fits the model on a dialogue file and maps it onto any catalogue by title and
+year: what the pipeline builds for ``retrieval.retriever = "dialogue"`` or ``retrieval.dialogue_weight``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from scipy import sparse
@@ -34,6 +37,8 @@ from llmrec.errors import DataError
 from llmrec.profile import liked_weights, split_title_year
 from llmrec.retrieval import Retriever, top_candidates
 from llmrec.types import Candidate, Evidence, HistoryEntry, Item, UserProfile
+
+CATALOGUE_NAME = "movies_with_mentions.csv"  # ReDial's movie list, beside its dialogue files
 
 
 @dataclass(frozen=True)
@@ -267,3 +272,44 @@ def context_profile(movies: Sequence[str], preferences: Sequence[str] = (), user
     ordered = list(dict.fromkeys(reversed(movies)))[::-1]  # each movie once, at its latest mention
     history = tuple(HistoryEntry(m, None, t) for t, m in enumerate(ordered))
     return UserProfile(user_id=user_id, history=history, stated_preferences=tuple(p for p in preferences if p))
+
+
+@dataclass(frozen=True)
+class DialogueScorer:
+    """A ``DialogueModel`` fitted for one catalogue: the model, the catalogue id -> model id mapping, and counts."""
+
+    model: DialogueModel
+    to_model: Mapping[str, str]
+    counts: Mapping[str, int]
+
+    def retriever(self, items: Mapping[str, Item], name: str = "dialogue") -> DialogueRetriever:
+        return DialogueRetriever(self.model, items, to_model=self.to_model, name=name)
+
+
+def load_dialogue_scorer(path: str | Path, items: Mapping[str, Item], popularity: Mapping[str, float] | None = None,
+                         config: DialogueConfig | None = None) -> DialogueScorer:  # fmt: skip
+    """The dialogue model fitted on the training dialogues at ``path`` (ReDial JSON lines, ``.gz`` allowed),
+    served to the catalogue ``items`` (any ids) through titles and years.
+
+    The movie list is ``movies_with_mentions.csv`` beside ``path``; its titles are matched to ``items``
+    (``popularity``: item id -> count, settles titles naming several films). Dialogues that cannot be read
+    are skipped and counted; a file without dialogues, or a catalogue sharing no film with them, is a
+    ``DataError`` naming the file.
+    """
+    from llmrec.data.redial import LoadReport, load_dialogues, load_redial_catalogue
+
+    path = Path(path)
+    report = LoadReport()
+    dialogues = load_dialogues(path, report)
+    if not dialogues:
+        raise DataError(f"no usable dialogues in {path} ({report.describe()}); point retrieval.dialogue_file at "
+                        "ReDial's training dialogues")  # fmt: skip
+    catalogue = load_redial_catalogue(path.parent, items, popularity, path=path.parent / CATALOGUE_NAME)
+    to_model = catalogue.from_movielens(items)
+    if not to_model:
+        raise DataError(f"none of the movies of {path.parent / CATALOGUE_NAME} is in this catalogue (matched by "
+                        "title and year); the dialogue scorer needs a movie catalogue")  # fmt: skip
+    model = DialogueModel.fit(dialogues, catalogue.items, config)
+    counts = {"dialogues": len(dialogues), **dict(catalogue.counts), "catalogue items reachable": len(to_model)}
+    counts.update({f"skipped: {why}": n for why, n in report.skipped.items()})
+    return DialogueScorer(model, to_model, counts)

@@ -20,7 +20,9 @@ when the profile's constraints already say what is wanted (genres or years: the 
 films, so the order within them is the prior's to set); a request in words alone ("a zombie movie")
 gets the smaller ``free_weight`` and pool, because there the words are the only relevance. ``blend`` mixes it
 with min-max scaled relevance; ``PriorRetriever`` applies that to any retriever's deeper pool and keeps
-the profile's hard constraints (genres, years) when the profile carries them. Written here: a Bayesian
+the profile's hard constraints (genres, years) when the profile carries them. The pipeline
+(``retrieval.quality_prior``) wraps its retriever in one for cold-start profiles (``is_cold_start``: at
+most ``max_liked`` liked items); beyond that the history decides the order. Written here: a Bayesian
 average is three lines and no dependency does exactly this blend.
 """
 
@@ -53,6 +55,7 @@ class PriorConfig:
     pool_factor: int = 5  # the inner retriever is asked for pool_factor * k candidates ...
     min_pool: int = 1000  # ... and at least this many, so well-known matches are in the pool ...
     free_pool: int = 200  # ... or this many for words alone
+    max_liked: int = 5  # the pipeline applies the prior up to this many liked items (then the history speaks)
 
     def __post_init__(self) -> None:
         if self.strength < 0 or self.half <= 0:
@@ -60,6 +63,8 @@ class PriorConfig:
         for name in ("quality_share", "weight", "free_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"prior {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.max_liked < 0:
+            raise ConfigError(f"prior max_liked must be >= 0, got {self.max_liked}")
         if self.pool_factor < 1 or self.min_pool < 1 or self.free_pool < 1:
             raise ConfigError("prior pool_factor, min_pool and free_pool must be at least 1")
 
@@ -119,6 +124,12 @@ def prior_weight(profile: UserProfile, config: PriorConfig) -> float:
     with nothing liked, halving every ``half`` liked items."""
     base = config.weight if states_what_is_wanted(profile) else config.free_weight
     return base / (1.0 + len(liked_weights(profile)) / config.half)
+
+
+def is_cold_start(profile: UserProfile, config: PriorConfig) -> bool:
+    """Whether a list for ``profile`` is built from little evidence (a request in words, a genre, a few liked
+    titles: at most ``max_liked``), where the pipeline lets the prior order it."""
+    return len(liked_weights(profile)) <= config.max_liked
 
 
 def blend(relevance: Mapping[str, float], prior: QualityPrior, weight: float) -> dict[str, float]:
