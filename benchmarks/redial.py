@@ -40,7 +40,7 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ from llmrec.retrieval.dialogue import (
     context_profile,
 )
 from llmrec.retrieval.fusion import HybridRetriever
-from llmrec.types import UserProfile
+from llmrec.types import Constraints, UserProfile
 
 log = logging.getLogger("redial")
 KS = (1, 10, 50)
@@ -314,11 +314,28 @@ def replay(dialogues: list[Dialogue], parts: Parts, composition: Any = None, und
 
 
 def product_profile(record: dict) -> tuple[UserProfile, Any]:
-    from llmrec.chat.engine import Conversation
+    """The engine's profile for a replayed state, and the filter its constraints make (None without any)."""
     from llmrec.chat.state import ChatState
 
-    state = ChatState.from_json(record["state"])
-    return state.to_profile(), Conversation._filter(None, state)  # type: ignore[arg-type]  # uses only the state
+    profile = ChatState.from_json(record["state"]).to_profile()
+    return profile, (profile.constraints.allows if profile.constraints else None)
+
+
+class ColdStartPrior:
+    """The pipeline's rule (``parts.build_retriever``): the quality prior over cold-start profiles only."""
+
+    def __init__(self, inner: Any, prior: Any, items: Any) -> None:
+        from llmrec.retrieval.prior import PriorRetriever
+
+        self.inner = inner
+        self.with_prior = PriorRetriever(inner, prior, items)
+        self.name = inner.name
+
+    def retrieve(self, profile: UserProfile, k: int) -> list:
+        from llmrec.retrieval.prior import is_cold_start
+
+        cold = is_cold_start(profile, self.with_prior.config)
+        return (self.with_prior if cold else self.inner).retrieve(profile, k)
 
 
 def product_lists(records: list[dict], retrievers: dict[str, Any], items: Any) -> list[dict[str, list]]:
@@ -350,8 +367,9 @@ def product_ranked(records: list[dict], retriever: Any, items: Any, k: int = 50)
             continue
         found = retriever.retrieve(profile, k if keep is None else 10 * k)
         ranked = [c.item_id for c in found if keep is None or keep(items[c.item_id])][:k]
-        if keep is not None and len(ranked) < k:
-            ranked += [c.item_id for c in retriever.retrieve(profile, k) if c.item_id not in ranked]
+        if keep is not None and not ranked:  # the engine relaxes the constraints when nothing meets them
+            relaxed = replace(profile, constraints=Constraints())
+            ranked = [c.item_id for c in retriever.retrieve(relaxed, k)]
         out.append(ranked[:k])
     return out
 
@@ -523,13 +541,17 @@ def measure(parts: Parts, limit: int, protocols: tuple[str, ...], cache: Path | 
         lists = product_lists(records, retrievers, parts.movielens.items)
         to_ml = parts.ml_to_redial_mapped()
         table = {n: product_rows(records, [ls[n][:50] for ls in lists], to_ml) for n in NAMES}
-        from llmrec.retrieval.prior import PriorRetriever
-
         proposed = hybrid(retrievers, PRODUCT_WEIGHTS)
-        for name, retriever in (("today's default (text 0.25, cf 1)", hybrid(retrievers, {"text": 0.25, "cf": 1.0})),
-                                ("today's default + dialogue 1", hybrid(retrievers, TODAY_PLUS_DIALOGUE)),
-                                ("fused", proposed),
-                                ("fused + prior", PriorRetriever(proposed, parts.prior, parts.movielens.items))):
+        before = hybrid(retrievers, {"text": 0.25, "cf": 1.0})
+
+        def cold(retriever: Any) -> ColdStartPrior:
+            return ColdStartPrior(retriever, parts.prior, parts.movielens.items)
+
+        for name, retriever in (("before issue 14: text 0.25 + cf 1", before),
+                                ("default: text 0.25 + cf 1, prior on cold start", cold(before)),
+                                ("default + dialogue 1", cold(hybrid(retrievers, TODAY_PLUS_DIALOGUE))),
+                                ("fused (4 scorers)", proposed),
+                                ("fused (4 scorers), prior on cold start", cold(proposed))):
             table[name] = product_rows(records, product_ranked(records, retriever, parts.movielens.items), to_ml)
         out["product protocol"] = {n: {v: recall(rows) for v, rows in t.items()} for n, t in table.items()}
         out["product protocol"]["seconds"] = round(time.monotonic() - started, 1)

@@ -71,6 +71,14 @@ def test_missing_dialogues_are_a_note_and_the_other_scorers_still_answer(tmp_pat
     assert len(recs.items) == 3 and any("dialogue retrieval skipped" in n and "none.jsonl" in n for n in recs.notes)
     alone = _recommender(toy_dataset(), retrieval={"retriever": "dialogue", "dialogue_file": str(tmp_path / "x")})
     assert alone.recommend(alone.profile(likes=["Toy Story (1995)"])).items == []
+    # The default file (<data dir>/redial/train.jsonl.gz) is optional: without it, no note, the same list as without
+    # the dialogue scorer.
+    default = _recommender(toy_dataset(), data={"data_dir": str(tmp_path)}, retrieval={"dialogue_weight": 1.0})
+    plain = _recommender(toy_dataset(), data={"data_dir": str(tmp_path)})
+    found = default.recommend(default.profile(likes=["Toy Story (1995)"]), k=3)
+    assert not any("dialogue" in n for n in found.notes)
+    assert [r.item.item_id for r in found.items] == [
+        r.item.item_id for r in plain.recommend(plain.profile(likes=["Toy Story (1995)"]), k=3).items]
 
 
 def test_an_unknown_retriever_kind_is_refused_with_the_choices():
@@ -119,3 +127,12 @@ def test_the_prior_leaves_a_list_alone_once_the_history_speaks():
     assert ids_on == ids_off
     one = on.recommend(on.profile(query="a comedy from the 2000s"), k=1).items[0]
     assert ("prior", pytest.approx(on.quality_prior.value("hit"))) in one.evidence.stage_scores
+
+
+def test_a_variant_shares_the_prior_and_the_dialogue_model(dialogues: Path):
+    rec = _recommender(toy_dataset(), retrieval={"dialogue_file": str(dialogues), "dialogue_weight": 1.0})
+    scorer, prior = rec.dialogue_scorer, rec.quality_prior
+    other = rec.variant(retrieval={"retriever": "dialogue"})
+    assert other.dialogue_scorer is scorer and other.quality_prior is prior
+    elsewhere = rec.variant(retrieval={"dialogue_file": str(dialogues.parent / "other.jsonl")})
+    assert "dialogue_scorer" not in elsewhere.__dict__

@@ -275,6 +275,11 @@ def _dialogue_part(config: RecommenderConfig, owner: Any, profile: UserProfile) 
     try:
         scorer = owner.dialogue_scorer
     except DataError as exc:
+        if config.retrieval.dialogue_file is None and config.retrieval.retriever != "dialogue":
+            import logging  # the default file is optional: a data folder without ReDial's dialogues is no news
+
+            logging.getLogger(__name__).info("dialogue retrieval skipped: %s", exc)
+            return None, []
         return None, [f"dialogue retrieval skipped: {exc}"]
     return scorer.retriever(owner.items), []
 

@@ -145,10 +145,16 @@ class Recommender:
         one's catalogue, store, collaborative model and language models (a model loads once per its settings)."""
         config = self.config.updated(**sections)
         text = parts.uses_text(config)
-        return Recommender(config, dataset=self.dataset, embedder=self.embedder if text else None,
-                           index=self.index if text else None, llm=self._llm if config.llm == self.config.llm else None,
-                           scorer_factory=lambda _name, _seq: self.collaborative[0],
-                           llm_pool=self._llm_pool)  # fmt: skip
+        llm = self._llm if config.llm == self.config.llm else None
+        other = Recommender(config, dataset=self.dataset, embedder=self.embedder if text else None,
+                            index=self.index if text else None, llm=llm,
+                            scorer_factory=lambda _name, _seq: self.collaborative[0],
+                            llm_pool=self._llm_pool)  # fmt: skip
+        shared = ["quality_prior"]  # the same data set: the same prior and (from the same file) dialogue model
+        if parts.dialogue_file(config) == parts.dialogue_file(self.config):
+            shared.append("dialogue_scorer")
+        other.__dict__.update({name: self.__dict__[name] for name in shared if name in self.__dict__})
+        return other
 
     # Profiles -----------------------------------------------------------------------------------------
     def profile(self, user: str | None = None, likes: Sequence[str] = (), query: str | None = None) -> UserProfile:
