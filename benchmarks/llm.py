@@ -26,9 +26,9 @@ from llmrec.evidence import collect_evidence
 from llmrec.explanation import LLMExplainer, Vocabulary, template_explanation, unsupported_claims
 from llmrec.llm import prepare_model
 from llmrec.llm.local import TransformersLLM
+from llmrec.pipeline.stores import fit_cf_scorer
 from llmrec.profile import history_profile
 from llmrec.ranking import LLMRanker
-from llmrec.pipeline.stores import fit_cf_scorer
 from llmrec.retrieval.collaborative import CollaborativeRetriever
 
 

@@ -324,14 +324,15 @@ def window_for(seq: SequenceData, candidates: Sequence[int]) -> list[Candidate]:
 
 
 def example_messages(ranker: LLMRanker, seq: SequenceData, example: Example) -> list[dict[str, str]]:
-    """The exact inference prompt for a training example."""
-    profile = profile_for(seq, example.user, example.position, ranker.max_history)
+    """The exact inference prompt for a training example (the whole history: the ranker cuts its own window, which
+    with ``rank@2`` moves in steps and so may show more than ``max_history`` items)."""
+    profile = profile_for(seq, example.user, example.position, example.position)
     return ranker.messages(profile, window_for(seq, example.candidates))
 
 
 def case_messages(ranker: LLMRanker, seq: SequenceData, case: EvalCase) -> list[dict[str, str]]:
-    """The exact inference prompt for an evaluation case."""
-    profile = profile_for(seq, case.user, case.history_length, ranker.max_history)
+    """The exact inference prompt for an evaluation case (the whole history, as for a training example)."""
+    profile = profile_for(seq, case.user, case.history_length, case.history_length)
     return ranker.messages(profile, window_for(seq, case.candidates))
 
 

@@ -88,7 +88,11 @@ class LLMConfig(_Section):
         None, description="LoRA adapter that reads chat messages; default: the shipped one (<adapter>/understand)."
     )
     use_default_adapter: bool = Field(True, description="Load the adapter shipped for the model when none is given.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype.")
+    runtime: Literal["auto", "openvino", "transformers"] = Field(
+        "auto", description="Local runtime: auto (OpenVINO, exported once and checked against transformers on a "
+        "probe prompt, else transformers with a one-line warning), openvino (same) or transformers."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype (transformers).")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")
     allow_network: bool = Field(False, description="Allow a Hugging Face Hub download of the model.")
     url: str | None = Field(

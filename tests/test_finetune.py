@@ -145,11 +145,15 @@ def test_training_prompts_are_the_rankers_prompts(seq, ease):
     example = next(e for e in fdata.build_examples(seq, ease, 40, 10, seed=0, mode="insert") if e.position >= 6)
     ranker = LLMRanker(FakeLLM(), ITEMS, labels=LABELS[:10], max_history=5)
     messages = fdata.example_messages(ranker, seq, example)
-    profile = fdata.profile_for(seq, example.user, example.position, 5)
+    profile = fdata.profile_for(seq, example.user, example.position, example.position)  # the whole history
     assert messages == ranker.messages(profile, fdata.window_for(seq, example.candidates))
     text = messages[-1]["content"]
     history = text.split("<history>")[1].split("</history>")[0]
-    shown = seq.train(example.user)[example.position - 5 : example.position]
+    # the ranker's own window: the last 5 items, its start moved back to a multiple of the layout's step
+    step = ranker.layout.history_step
+    start = (max(0, example.position - 5) // step) * step
+    shown = seq.train(example.user)[start : example.position]
+    assert 5 <= len(shown) < 5 + step
     assert [line.split(" (")[0][2:] for line in history.strip().splitlines()] == [f"Movie {i}" for i in shown]
     assert f"Movie {example.target_item} (" not in history
     for label, item in zip(LABELS, example.candidates):

@@ -111,13 +111,15 @@ def _local_llm(config: RecommenderConfig) -> Any:
     import logging
 
     from llmrec.llm import prepare_model
-    from llmrec.llm.local import TransformersLLM
+    from llmrec.llm.runtime import load_llm
 
     cfg = config.llm
     folder = prepare_model(cfg.model, cache_dir=config.cache_dir, allow_network=cfg.allow_network)
     adapters = adapter_paths(config)
-    logging.getLogger(__name__).info("language model %s; adapters %s", cfg.model, adapters or "none (zero-shot)")
-    return TransformersLLM(folder, name=cfg.model, adapters=adapters, dtype=cfg.dtype, threads=cfg.threads)
+    logging.getLogger(__name__).info("language model %s (%s runtime); adapters %s", cfg.model, cfg.runtime,
+                                     adapters or "none (zero-shot)")
+    return load_llm(folder, cfg.model, adapters, runtime=cfg.runtime, threads=cfg.threads,
+                    cache_dir=config.cache_dir, dtype=cfg.dtype)
 
 
 def _served_llm(config: RecommenderConfig) -> Any:
