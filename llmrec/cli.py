@@ -454,9 +454,24 @@ def ui_cmd(
     """Serve the chat app (Gradio) on this machine; no share link, bound to 127.0.0.1 unless told otherwise."""
     from ui.app import serve
 
+    ranker, explainer = _app_kinds(config_file, ranker, explainer)
     sections = _sections(ranker, explainer, blend, model, no_adapter=no_adapter, llm_url=llm_url)
     serve(_config(dataset, data_dir, cache_dir, config_file, offline, **sections), host=host, port=port,
           profiles=profiles, users=users, hosts=tuple(allowed_host or ()))
+
+
+def _app_kinds(config_file: Path | None, ranker: str | None, explainer: str | None) -> tuple[str, str]:
+    """The app's defaults: the language model ranks and explains unless a flag or the config file chose otherwise
+    (``--ranker passthrough --explainer template`` for the classic pipeline). The library's defaults stay classic:
+    a script that recommends should not load a language model it did not ask for."""
+    from llmrec.config import load_config
+
+    chosen = load_config(config_file) if config_file else None
+    in_file = {name: chosen is not None and "kind" in getattr(chosen, name).model_fields_set
+               for name in ("ranker", "explainer")}  # fmt: skip
+    ranker = ranker or (chosen.ranker.kind if in_file["ranker"] else "llm")
+    explainer = explainer or (chosen.explainer.kind if in_file["explainer"] else "llm")
+    return ranker, explainer
 
 
 def main() -> None:

@@ -66,3 +66,14 @@ def test_malformed_folder_is_a_clean_error(tmp_path: Path):
     (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,x,1\n")
     out = run_cli("data", "info", str(folder), "--cache-dir", str(tmp_path))
     assert out.returncode == 2 and "line 2" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_app_ranks_and_explains_with_the_language_model_unless_told_otherwise(tmp_path):
+    from llmrec.cli import _app_kinds
+
+    assert _app_kinds(None, None, None) == ("llm", "llm")
+    assert _app_kinds(None, "passthrough", "template") == ("passthrough", "template")
+    chosen = tmp_path / "classic.toml"
+    chosen.write_text('[ranker]\nkind = "passthrough"\n', encoding="utf-8")
+    assert _app_kinds(chosen, None, None) == ("passthrough", "llm")  # the file's choice stands, the rest defaults
+    assert _app_kinds(chosen, "llm", "template") == ("llm", "template")  # a flag beats the file
