@@ -53,6 +53,7 @@ class AppSettings:
     warm_up: bool = True  # load the catalogue and models in the background as soon as the app is built
     limits: Limits = field(default_factory=Limits)  # per-session limits and the bounded wait for the model
     ready_wait_s: float = 30.0  # a turn waits at most this long for the first load, then hears "still loading"
+    llm_wait_s: float = 5.0  # then at most this long for the language model, else it runs the classic pipeline
     stream_wait_s: float = 2.0  # a card's LLM sentence waits at most this long for the model, else stays template
     session_secret: str | None = None  # signs the session cookies; keep it stable so a restart keeps sessions
     allowed_hosts: tuple[str, ...] = ()  # Host names the app answers to besides loopback and its address ("*": any)
@@ -73,7 +74,8 @@ def build_app(recommender_factory: Callable[[], Any], store: str | Path | Any,
     from ui.events import AppBlocks, ChatApp
 
     settings = settings or AppSettings()
-    service = Service(recommender_factory(), store, settings.dataset_label, settings.limits, settings.ready_wait_s)
+    service = Service(recommender_factory(), store, settings.dataset_label, settings.limits, settings.ready_wait_s,
+                      settings.llm_wait_s)
     if settings.warm_up:
         service.start()
     signer = SessionSigner(settings.session_secret or secrets.token_hex(32))

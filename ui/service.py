@@ -21,6 +21,7 @@ from llmrec.chat.engine import Conversation
 from llmrec.chat.store import open_profile_store
 from llmrec.errors import LlmrecError
 from llmrec.index.lock import StoreBusyError
+from llmrec.pipeline import parts
 from llmrec.pipeline.parts import EXPLAINERS, RANKERS
 from ui.limits import Admission, Busy, Limits
 
@@ -79,7 +80,7 @@ class Service:
     MAX_CONVERSATIONS = 512
 
     def __init__(self, recommender: Any, store: Any, label: str, limits: Limits | None = None,
-                 ready_wait_s: float = 30.0) -> None:  # fmt: skip
+                 ready_wait_s: float = 30.0, llm_wait_s: float = 5.0) -> None:  # fmt: skip
         """``store``: a profile store, a SQLite path or a ``postgresql://`` URL (``open_profile_store``)."""
         cfg = recommender.config
         self.base = recommender
@@ -90,12 +91,18 @@ class Service:
         self.default_choice = Choice(cfg.ranker.kind, cfg.explainer.kind, cfg.llm.model, float(cfg.retrieval.diversity))
         self.catalogue = threading.Event()  # the items are loaded: greetings and titles can be shown
         self.ready = threading.Event()  # everything a recommendation needs is loaded (or failed)
+        # The language model loads after the rest (on a first start it is exported once: minutes on a small CPU);
+        # until it is ready, turns use the classic pipeline (retrieval order, template reasons, exact rules), so the
+        # model never blocks the app. ``llm_wait_s``: how long a turn waits for it before going on without it.
+        self.llm_ready = threading.Event()
+        self.llm_wait_s = llm_wait_s
+        self._llm_error: str | None = None
         self.genres: list[str] = []
         self._stage, self._state = "Starting", "loading"
         self._lock = threading.RLock()
         self._started = False
         self._variants: dict[Choice, Any] = {self.default_choice: recommender}
-        self._conversations: OrderedDict[tuple[str, Choice, int], Conversation] = OrderedDict()
+        self._conversations: OrderedDict[tuple[str, int, int], Conversation] = OrderedDict()
         self._transient: OrderedDict[str, list[tuple[float, str, str]]] = OrderedDict()
         self._models: list[str] | None = None
 
@@ -116,14 +123,15 @@ class Service:
             self.genres = sorted({g for item in items.values() for g in item.genres if not g.startswith("(")})
             self.catalogue.set()
             self._wait_for_writer()
+            classic = self._classic(self.default_choice)
             while True:
                 self._stage, self._state = ("Preparing the search index and models (the first run builds the index: "
                                             "minutes)", "loading")  # fmt: skip
                 try:
                     users = base.dataset.interactions.user_ids
-                    if len(users):  # a user with a history: the collaborative model (and the LLM, if configured)
-                        base.recommend(base.profile(user=str(users[0])), k=1)
-                    base.recommend(base.profile(query="a well-loved film"), k=1)  # a newcomer's words: the embedder
+                    if len(users):  # a user with a history: the collaborative model
+                        classic.recommend(classic.profile(user=str(users[0])), k=1)
+                    classic.recommend(classic.profile(query="a well-loved film"), k=1)  # the embedder
                     break
                 except LlmrecError as exc:
                     if not store_is_busy(exc):
@@ -133,6 +141,8 @@ class Service:
                     time.sleep(RETRY_S)
             self._stage, self._state = f"Ready · {self.label} · {len(items):,} titles", "ready"
             log.info("recommender ready in %.1f s", time.perf_counter() - started)
+            self.ready.set()
+            self._warm_llm(started)
         except LlmrecError as exc:
             self._stage, self._state = f"Couldn't start: {exc}", "error"
         except Exception as exc:
@@ -141,6 +151,32 @@ class Service:
         finally:
             self.catalogue.set()
             self.ready.set()
+            self.llm_ready.set()
+
+    def _warm_llm(self, started: float) -> None:
+        """Load the language model the app's settings use (none: nothing to do); a model that cannot load leaves
+        the app on the classic pipeline and says so in the status."""
+        if not self._uses_llm(self.base.config):
+            return
+        ready = self._stage
+        self._stage = f"{ready} · loading the language model (the first start exports it once: a few minutes)"
+        try:
+            self.base.llm  # noqa: B018 - loads (and on a first start exports) the model
+            self._stage = ready
+            log.info("language model ready in %.1f s", time.perf_counter() - started)
+        except Exception as exc:  # any failure leaves the classic pipeline serving
+            self._llm_error = str(exc) if isinstance(exc, LlmrecError) else type(exc).__name__
+            self._stage = f"{ready} · without the language model ({self._llm_error})"
+            log.warning("the language model could not load; the app goes on without it: %s", exc)
+
+    @staticmethod
+    def _uses_llm(config: Any) -> bool:
+        return parts.needs_llm(config) or parts.UNDERSTANDERS.spec(config.understanding.kind).needs_llm
+
+    def _classic(self, choice: Choice) -> Any:
+        """The pipeline without the language model (retrieval order, template reasons, messages read by rules)."""
+        return self.base.variant(ranker={"kind": "passthrough"}, explainer={"kind": "template"},
+                                 understanding={"kind": "rules"}, retrieval={"diversity": choice.diversity})
 
     def _waiting(self, busy: Any = None) -> None:
         done, total = getattr(busy, "done", None), getattr(busy, "total", None)
@@ -176,7 +212,8 @@ class Service:
 
     @property
     def loading(self) -> bool:
-        return self._state in ("loading", "waiting")
+        """Still loading something (the status pill is refreshed meanwhile): the pipeline, or the language model."""
+        return self._state in ("loading", "waiting") or (self.ready.is_set() and not self.llm_ready.is_set())
 
     # -- the catalogue and the settings --------------------------------------------------------------
     @property
@@ -209,7 +246,14 @@ class Service:
         return self._models
 
     def recommender(self, choice: Choice) -> Any:
+        """The session's pipeline; the classic one while the language model is loading (or could not load)."""
         self.wait()
+        if not self.llm_ready.wait(self.llm_wait_s) or self._llm_error is not None:
+            with self._lock:
+                key = Choice("passthrough", "template", "", choice.diversity)
+                if key not in self._variants:
+                    self._variants[key] = self._classic(choice)
+                return self._variants[key]
         with self._lock:
             if choice not in self._variants:
                 log.info("new recommender variant %s", choice)
@@ -226,7 +270,7 @@ class Service:
 
     def conversation(self, user_id: str, choice: Choice, k: int) -> Conversation:
         recommender = self.recommender(choice)
-        key = (user_id, choice, k)
+        key = (user_id, id(recommender), k)  # a session moves to the language model's pipeline once it has loaded
         with self._lock:
             convo = self._conversations.pop(key, None) or Conversation(
                 gated_recommender(recommender, self.admission, user_id), self.store, user_id, k=k,
