@@ -507,7 +507,7 @@ def cached_replay(dialogues: list[Dialogue], parts: Parts, cache: Path | None, u
 
 
 def measure(parts: Parts, limit: int, protocols: tuple[str, ...], cache: Path | None = None,
-            understanding: str = "rules") -> dict[str, Any]:  # fmt: skip
+            understanding: str = "rules", prior_row: bool = False) -> dict[str, Any]:  # fmt: skip
     train = parts.dialogues(TRAIN_FILE)
     dev = parts.dialogues(DEV_FILE, limit)
     model = DialogueModel.fit(train, parts.catalogue.items)
@@ -520,13 +520,15 @@ def measure(parts: Parts, limit: int, protocols: tuple[str, ...], cache: Path | 
         started = time.monotonic()
         lists = field_lists(samples, retrievers, FIELD_TEXT)
         table = {n: field_rows(samples, [ls[n][:50] for ls in lists], parts.catalogue) for n in NAMES}
-        from llmrec.retrieval.prior import PriorRetriever
+        # HybridRetriever asks each retriever for DEPTH (= 3 x 50) candidates: the same RRF over the lists above
+        for name, weights in (("fused", FIELD_WEIGHTS), ("text 0.25 + cf 1 + dialogue 1", TODAY_PLUS_DIALOGUE)):
+            table[name] = field_rows(samples, [fuse(ls, weights, RRF_K) for ls in lists], parts.catalogue)
+        if prior_row:
+            from llmrec.retrieval.prior import PriorRetriever
 
-        fused = hybrid(retrievers, FIELD_WEIGHTS)
-        for name, retriever in (("fused", fused),
-                                ("fused + prior", PriorRetriever(fused, parts.redial_prior, parts.catalogue.items))):
+            retriever = PriorRetriever(hybrid(retrievers, FIELD_WEIGHTS), parts.redial_prior, parts.catalogue.items)
             ranked = [[c.item_id for c in retriever.retrieve(field_profile(s, FIELD_TEXT), 50)] for s in samples]
-            table[name] = field_rows(samples, ranked, parts.catalogue)
+            table["fused + prior"] = field_rows(samples, ranked, parts.catalogue)
         out["field protocol"] = {n: {v: recall(rows) for v, rows in t.items()} for n, t in table.items()}
         out["field protocol"]["seconds"] = round(time.monotonic() - started, 1)
         out["field protocol"]["skipped while reading"] = dict(counts)
@@ -571,6 +573,8 @@ def main() -> None:
                         help="JSON file keeping the chat engine's replayed states between runs")
     parser.add_argument("--understanding", choices=("rules", "llm"), default="rules",
                         help="how the replayed chat reads each seeker message (llm: seconds a message on 2 cores)")
+    parser.add_argument("--prior-row", action="store_true",
+                        help="field protocol: also the fused list under the quality prior (a second retrieval pass)")
     parser.add_argument("--tune", action="store_true", help="cross-validate constants on the training dialogues")
     parser.add_argument("--replayed", type=int, default=300,
                         help="with --tune: training dialogues replayed through the chat engine (0 = all)")
@@ -581,7 +585,7 @@ def main() -> None:
         result = tune(parts, args.dialogues, args.replayed)
     else:
         protocols = ("field", "product") if args.protocol == "both" else (args.protocol,)
-        result = measure(parts, args.dialogues, protocols, args.replay_cache, args.understanding)
+        result = measure(parts, args.dialogues, protocols, args.replay_cache, args.understanding, args.prior_row)
     print(json.dumps(result, indent=1, default=str))
 
 
