@@ -521,7 +521,8 @@ def measure(parts: Parts, limit: int, protocols: tuple[str, ...], cache: Path | 
         lists = field_lists(samples, retrievers, FIELD_TEXT)
         table = {n: field_rows(samples, [ls[n][:50] for ls in lists], parts.catalogue) for n in NAMES}
         # HybridRetriever asks each retriever for DEPTH (= 3 x 50) candidates: the same RRF over the lists above
-        for name, weights in (("fused", FIELD_WEIGHTS), ("text 0.25 + cf 1 + dialogue 1", TODAY_PLUS_DIALOGUE)):
+        for name, weights in (("fused", FIELD_WEIGHTS), ("text 0.25 + cf 1 (the app)", {"text": 0.25, "cf": 1.0}),
+                              ("text 0.25 + cf 1 + dialogue 1", TODAY_PLUS_DIALOGUE)):
             table[name] = field_rows(samples, [fuse(ls, weights, RRF_K) for ls in lists], parts.catalogue)
         if prior_row:
             from llmrec.retrieval.prior import PriorRetriever
