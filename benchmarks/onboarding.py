@@ -14,7 +14,9 @@ is looked up. Baselines on the same users: most-popular, and the full-history pi
 candidates most evenly), ``random`` a film drawn at random (seeded) from the same popular pool, ``both``
 runs each on the same users. ``--composition new`` swaps the engine's retriever for the composition
 proposed by issue 14 (text, EASE, dialogue co-occurrence and suggestion popularity fused by RRF, under the
-quality prior); ``today`` keeps the configured pipeline. The collaborative model never sees the test items.
+quality prior); ``today`` keeps the configured pipeline (since issue 14: the quality prior on cold-start
+profiles, counted here without the test ratings). The collaborative model never sees the test items; the
+chat reads the simulated answers by rules unless ``--understanding llm``.
 """
 
 from __future__ import annotations
