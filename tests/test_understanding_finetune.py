@@ -81,6 +81,6 @@ def test_understanding_smoke_run(tmp_path: Path, shared_data: Path, session_cach
         data_dir=str(shared_data), cache_dir=str(session_cache), examples=4, valid_users=1, max_steps=2)
     out = run_finetune(cfg, tmp_path / "understand")
     card = read_card(out)
-    assert card is not None and card.task == "understand" and card.settings["prompt"] == "understand@1"
+    assert card is not None and card.task == "understand" and card.settings["prompt"] == "understand@2"
     assert card.validation["zero_shot"]["messages"] == 1 and card.training["steps"] == 2
     assert (out / "adapter_model.safetensors").is_file()
