@@ -153,7 +153,7 @@ Blend = Annotated[float | None, typer.Option("--blend", min=0.0, max=1.0, help=B
 Model = Annotated[str | None, typer.Option("--model", help="Language model (see `llmrec models list`).")]
 Adapter = Annotated[Path | None, typer.Option("--adapter", help="LoRA adapter folder of the ranker.")]
 NoAdapter = Annotated[bool, typer.Option("--no-adapter", help="Zero-shot: skip the shipped adapters.")]
-RetrieverKind = Annotated[str | None, typer.Option("--retriever", help="hybrid, text or cf.")]
+RetrieverKind = Annotated[str | None, typer.Option("--retriever", help="hybrid, text, cf or dialogue.")]
 CfModel = Annotated[str | None, typer.Option("--cf-model", help="Collaborative model for cf/hybrid.")]
 Diversity = Annotated[float | None, typer.Option("--diversity", help="0 = relevance only, up to 1.")]
 Profiles = Annotated[
