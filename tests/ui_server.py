@@ -83,6 +83,19 @@ def text(message: dict) -> str:
     return plain(message["content"])
 
 
+def wait_for_the_model(server_log: Path, started: float, timeout: float = 1800.0) -> float | None:
+    """Seconds from the start until the app's language model had loaded (the app serves the classic pipeline
+    until then, so the sessions are measured after it); None when the app goes on without it."""
+    while time.perf_counter() - started < timeout:
+        said = server_log.read_text(encoding="utf-8", errors="replace")
+        if "language model ready" in said:
+            return round(time.perf_counter() - started, 1)
+        if "goes on without it" in said:
+            return None
+        time.sleep(1.0)
+    raise RuntimeError(f"the language model did not load within {timeout:.0f} s; see {server_log}")
+
+
 def is_busy(reply: str) -> bool:
     return any(mark in reply for mark in BUSY)
 
@@ -223,6 +236,7 @@ def measure(args: Any) -> dict[str, Any]:
         first = time.perf_counter() - started
         assert out["cards"], f"no recommendations: {text(out['history'][-1])}"
         log.info("first recommendations %.1f s after start (greeting at %.1f s)", first, greeting)
+        model_ready = wait_for_the_model(Path(args.store + ".log"), started)
         timings: list[tuple[str, float, str]] = []
         if args.free_text:  # sentences the language model reads (the chips' phrases are read by exact rules)
             openers, follow = list(FREE_TEXT), FOLLOW_UPS
@@ -248,7 +262,8 @@ def measure(args: Any) -> dict[str, Any]:
     return {"fake": args.fake, "model_delay_s": args.model_delay if args.fake else None,
             "messages": "free text" if args.free_text else "chip phrases",
             "ranker": args.ranker or "config default", "explainer": args.explainer or "config default",
-            "greeting_s": round(greeting, 2), "first_recommendations_s": round(first, 2), "sessions": args.sessions,
+            "greeting_s": round(greeting, 2), "first_recommendations_s": round(first, 2),
+            "model_ready_s": model_ready, "sessions": args.sessions,
             "messages_per_session": args.messages, "replies": len(replies),
             "errors": sum(o.startswith("error") for o in outcomes) + failed_starts,
             "busy": outcomes.count("busy"), "busy_share": round(outcomes.count("busy") / max(1, len(outcomes)), 3),
