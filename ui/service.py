@@ -123,7 +123,7 @@ class Service:
             self.genres = sorted({g for item in items.values() for g in item.genres if not g.startswith("(")})
             self.catalogue.set()
             self._wait_for_writer()
-            classic = self._classic(self.default_choice)
+            classic = self._classic(self.default_choice.diversity)
             while True:
                 self._stage, self._state = ("Preparing the search index and models (the first run builds the index: "
                                             "minutes)", "loading")  # fmt: skip
@@ -156,7 +156,7 @@ class Service:
     def _warm_llm(self, started: float) -> None:
         """Load the language model the app's settings use (none: nothing to do); a model that cannot load leaves
         the app on the classic pipeline and says so in the status."""
-        if not self._uses_llm(self.base.config):
+        if not parts.needs_llm(self.base.config):
             return
         ready = self._stage
         self._stage = f"{ready} · loading the language model (the first start exports it once: a few minutes)"
@@ -169,14 +169,16 @@ class Service:
             self._stage = f"{ready} · without the language model ({self._llm_error})"
             log.warning("the language model could not load; the app goes on without it: %s", exc)
 
-    @staticmethod
-    def _uses_llm(config: Any) -> bool:
-        return parts.needs_llm(config) or parts.UNDERSTANDERS.spec(config.understanding.kind).needs_llm
-
-    def _classic(self, choice: Choice) -> Any:
-        """The pipeline without the language model (retrieval order, template reasons, messages read by rules)."""
-        return self.base.variant(ranker={"kind": "passthrough"}, explainer={"kind": "template"},
-                                 understanding={"kind": "rules"}, retrieval={"diversity": choice.diversity})
+    def _classic(self, diversity: float) -> Any:
+        """The pipeline without the language model (retrieval order, template reasons, messages read by rules), one
+        per diversity: the warm-up's is the one the first turns use."""
+        key = Choice("passthrough", "template", "", diversity)  # no model name: never a session's own choice
+        with self._lock:
+            if key not in self._variants:
+                self._variants[key] = self.base.variant(
+                    ranker={"kind": "passthrough"}, explainer={"kind": "template"}, understanding={"kind": "rules"},
+                    retrieval={"diversity": diversity})  # fmt: skip
+            return self._variants[key]
 
     def _waiting(self, busy: Any = None) -> None:
         done, total = getattr(busy, "done", None), getattr(busy, "total", None)
@@ -249,11 +251,7 @@ class Service:
         """The session's pipeline; the classic one while the language model is loading (or could not load)."""
         self.wait()
         if not self.llm_ready.wait(self.llm_wait_s) or self._llm_error is not None:
-            with self._lock:
-                key = Choice("passthrough", "template", "", choice.diversity)
-                if key not in self._variants:
-                    self._variants[key] = self._classic(choice)
-                return self._variants[key]
+            return self._classic(choice.diversity)
         with self._lock:
             if choice not in self._variants:
                 log.info("new recommender variant %s", choice)

@@ -76,8 +76,10 @@ _BUILTINS = False
 
 
 def needs_llm(config: RecommenderConfig) -> bool:
-    """Whether the configured ranker or explainer runs the language model."""
-    return RANKERS.spec(config.ranker.kind).needs_llm or EXPLAINERS.spec(config.explainer.kind).needs_llm
+    """Whether the configured ranker, explainer or message reader runs the language model."""
+    return any(registry.spec(kind).needs_llm for registry, kind in (
+        (RANKERS, config.ranker.kind), (EXPLAINERS, config.explainer.kind),
+        (UNDERSTANDERS, config.understanding.kind)))  # fmt: skip
 
 
 # Language models ----------------------------------------------------------------------------------
@@ -271,7 +273,7 @@ def build_dialogue_scorer(config: RecommenderConfig, owner: Any) -> Any:
     return load_dialogue_scorer(path, owner.items, dict(zip(ids.tolist(), counts.tolist())))
 
 
-def _dialogue_part(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
+def _dialogue_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
     if not profile.history:
         return None, ["dialogue retrieval skipped: it needs films the user named or liked"]
     try:
@@ -286,10 +288,6 @@ def _dialogue_part(config: RecommenderConfig, owner: Any, profile: UserProfile) 
     return scorer.retriever(owner.items), []
 
 
-def _dialogue_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
-    return _dialogue_part(config, owner, profile)
-
-
 def _hybrid_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
     from llmrec.retrieval.fusion import fuse_available
 
@@ -300,7 +298,7 @@ def _hybrid_retriever(config: RecommenderConfig, owner: Any, profile: UserProfil
         cf, more = None, [f"collaborative retrieval skipped: {exc}"]
     notes += more
     weight = config.retrieval.dialogue_weight
-    dialogue, more = _dialogue_part(config, owner, profile) if weight > 0 else (None, [])
+    dialogue, more = _dialogue_retriever(config, owner, profile) if weight > 0 else (None, [])
     notes += more if profile.history else []  # a newcomer's text-only list needs no note about dialogues
     weights = {"text": HYBRID_TEXT_WEIGHT, "cf": 1.0, "dialogue": weight}
     return fuse_available({"text": text, "cf": cf, "dialogue": dialogue}, weights), notes
