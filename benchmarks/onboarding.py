@@ -24,9 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -118,12 +120,81 @@ def composed(rec: Recommender, data_dir: Path, test_items: dict[str, str]) -> An
     return build
 
 
+# Speed (issue 14 item 5): on 2 shared cores a 200-user run took over half an hour a question mode. cProfile on 5
+# users put ~85% of the time in text retrieval: every cold-start list asks the text retriever for ~3000 items
+# (prior pool 1000, fusion x3), so Chroma returns ~9000 vectors a call (~0.5 s), the genre answer is embedded again
+# on every turn (~0.4 s), and each profile is retrieved twice (the chat's question pool after an answer, then the
+# checkpoint's list for the same profile). The caches below remove that repetition and nothing else: the same
+# inputs give the same outputs (same stored vectors, same embedding of the same texts, same deterministic
+# retrieval for the same profile), so the figures are those of the uncached run (checked on 5 users, both modes).
+class VectorsInMemory:
+    """The vector store with every item vector read once: ``get_vectors`` from memory, the rest from the store."""
+
+    def __init__(self, index: Any) -> None:
+        self._index = index
+        self._vectors = index.get_vectors(index.ids())
+
+    def get_vectors(self, ids: Any) -> dict[str, np.ndarray]:
+        return {i: self._vectors[i] for i in ids if i in self._vectors}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._index, name)
+
+
+def embed_once(embedder: Any) -> None:
+    """The embedder remembers what it embedded (the same genre answer is embedded on every turn otherwise)."""
+    embed, seen = embedder.embed, {}
+
+    def embed_cached(texts: Any, show_progress: bool = False) -> np.ndarray:
+        key = tuple(texts)
+        if key not in seen:
+            seen[key] = embed(texts, show_progress=show_progress)
+        return seen[key].copy()
+
+    embedder.embed = embed_cached
+
+
+class Remembered:
+    """A retriever that returns its last few answers again for the same profile and depth (a small LRU, so the
+    memory stays flat over 200 users): the chat asks for the question pool, then the checkpoint for its list, both
+    from the same profile and, under the quality prior, the same inner depth."""
+
+    def __init__(self, inner: Any, cache: OrderedDict, level: str) -> None:
+        self.inner, self.cache, self.level, self.name = inner, cache, level, inner.name
+
+    def retrieve(self, profile: UserProfile, k: int) -> list:
+        key = (self.level, type(self.inner).__name__, repr(profile), k)
+        if key in self.cache:
+            self.cache.move_to_end(key)
+        else:
+            self.cache[key] = self.inner.retrieve(profile, k)
+            while len(self.cache) > 16:
+                self.cache.popitem(last=False)
+        return list(self.cache[key])
+
+
+def remember_retrieval(rec: Recommender) -> None:
+    """Wrap the retriever ``rec`` builds for each profile (and a prior's inner one) in ``Remembered``."""
+    build, cache = rec.retriever, OrderedDict()
+
+    def retriever(profile: UserProfile) -> tuple[Any, list[str]]:
+        found, notes = build(profile)
+        if found is None:
+            return found, notes
+        if hasattr(found, "inner"):
+            found.inner = Remembered(found.inner, cache, "inner")
+        return Remembered(found, cache, "outer"), notes
+
+    rec.retriever = retriever  # type: ignore[method-assign]
+
+
 def run(rec: Recommender, seq: Any, users: np.ndarray, popular: list[str], question: Any) -> dict[int, list[float]]:
     original = onboarding.next_item_question
     if question is not None:
         onboarding.next_item_question = question
     scores: dict[int, list[float]] = {n: [] for n in CHECKPOINTS}
-    store = ProfileStore(Path(tempfile.mkdtemp()) / "sim.sqlite")
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the simulated chats' store: no disk syncs
+    store = ProfileStore(Path(tempfile.mkdtemp(dir=shm)) / "sim.sqlite")
     try:
         for u in users:
             ids = [seq.item_ids[i] for i in seq.train(u)]
@@ -135,14 +206,25 @@ def run(rec: Recommender, seq: Any, users: np.ndarray, popular: list[str], quest
             convo = Conversation(rec, store, f"sim-{seq.user_ids[u]}", k=10)
             reply = convo.start()
             used: set[str] = set()
-            for n in range(max(CHECKPOINTS) + 1):
+            last = max(CHECKPOINTS)
+            for n in range(last + 1):
                 if n in scores:
                     profile = convo.profile()
                     ranked = [r.item.item_id for r in rec.recommend(profile, k=10, explain=False).items]
                     if not ranked:  # nothing known yet: what the app shows after "skip" is the popular list
                         ranked = [i for i in popular if i not in profile.seen][:10]
                     scores[n].append(ndcg_at_10(ranked, target))
-                reply = convo.handle(answer(reply.text, liked, set(ids), rec.items, genres, used))
+                message = answer(reply.text, liked, set(ids), rec.items, genres, used)
+                if n < last:
+                    reply = convo.handle(message)
+                else:  # the reply to the last answer is never scored, so it is made without retrieval (speed);
+                    # it is still made: with random questions, a question asked there draws from the seeded
+                    # generator the next users' questions come from (the draw does not look at the candidates)
+                    build, rec.retriever = rec.retriever, lambda profile: (None, [])  # type: ignore[method-assign]
+                    try:
+                        convo.handle(message)
+                    finally:
+                        rec.retriever = build  # type: ignore[method-assign]
     finally:
         onboarding.next_item_question = original
     return scores
@@ -151,7 +233,18 @@ def run(rec: Recommender, seq: Any, users: np.ndarray, popular: list[str], quest
 def summary(values: list[float]) -> dict[str, float]:
     hits = [x > 0 for x in values]
     return {"ndcg@10": round(float(np.mean(values)), 4), "recall@10": round(float(np.mean(hits)), 4),
+            "ndcg se": round(float(np.std(values) / np.sqrt(len(values))), 4),
             "recall se": round(float(np.std(hits) / np.sqrt(len(hits))), 4)}  # fmt: skip
+
+
+def paired(a: list[float], b: list[float]) -> dict[str, float]:
+    """Mean of ``a - b`` over the same users, with its standard error (NDCG@10 and Recall@10)."""
+    out = {}
+    for name, x, y in (("ndcg@10", a, b), ("recall@10", [v > 0 for v in a], [v > 0 for v in b])):
+        d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
+        se = float(d.std() / np.sqrt(len(d)))
+        out |= {f"{name} diff": round(float(d.mean()), 4), f"{name} diff se": round(se, 4)}
+    return out
 
 
 def main() -> None:
@@ -164,6 +257,7 @@ def main() -> None:
     parser.add_argument("--understanding", choices=("rules", "llm"), default="rules",
                         help="how the chat reads the simulated answers (llm: seconds a message on 2 cores)")
     args = parser.parse_args()
+    started = time.monotonic()
     config = RecommenderConfig().updated(data={"dataset": "ml-latest-small", "data_dir": str(args.data_dir)},
                                          explainer={"kind": "template"}, ranker={"kind": "passthrough"},
                                          understanding={"kind": args.understanding})  # fmt: skip
@@ -179,16 +273,23 @@ def main() -> None:
     if args.composition == "new":
         build = composed(rec, args.data_dir, test_items)
         rec.retriever = lambda profile: (build(profile), [])  # type: ignore[method-assign]
+    rec.index = VectorsInMemory(rec.index)  # the caches explained above VectorsInMemory
+    embed_once(rec.embedder)
+    remember_retrieval(rec)
     counts = Counter(rec.dataset.interactions.item_ids.tolist())
     popular = [i for i, _ in counts.most_common(200)]
     rng = np.random.default_rng(args.seed)
     users = rng.choice(seq.n_users, size=min(args.users, seq.n_users), replace=False)
     out: dict[str, Any] = {"users": len(users), "seed": args.seed, "composition": args.composition}
     modes = ("split", "random") if args.questions == "both" else (args.questions,)
+    per_mode = {}
     for mode in modes:
         question = random_questions(args.seed) if mode == "random" else None
-        scores = run(rec, seq, users, popular, question)
-        out[f"{mode} questions"] = {f"after {n} answers": summary(v) for n, v in scores.items()}
+        per_mode[mode] = run(rec, seq, users, popular, question)
+        out[f"{mode} questions"] = {f"after {n} answers": summary(v) for n, v in per_mode[mode].items()}
+    if len(per_mode) == 2:  # the same users under both: the paired difference is the fair comparison
+        out["split minus random"] = {f"after {n} answers": paired(per_mode["split"][n], per_mode["random"][n])
+                                     for n in CHECKPOINTS}  # fmt: skip
     baseline: dict[str, list[float]] = {"popularity": [], "full history": []}
     for u in users:
         seen = set(seq.item_ids[i] for i in seq.test_input(u))
@@ -200,6 +301,7 @@ def main() -> None:
         full = rec.recommend(UserProfile(user_id=seq.user_ids[u], history=history), k=10, explain=False)
         baseline["full history"].append(ndcg_at_10([r.item.item_id for r in full.items], target))
     out |= {name: summary(v) for name, v in baseline.items()}
+    out["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(out, indent=1))
 
 
