@@ -31,10 +31,11 @@ class FakeServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.requests: list[dict[str, Any]] = []
-        self.mode = "ok"  # ok | 500 | garbage | close-midstream | error-event | slow
+        self.mode = "ok"  # ok | 500 | garbage | close-midstream | error-event | slow | fastapi-422
         self.top_logprobs: list[dict[str, Any]] = []
         self.text = "A fine pick."
         self.pieces = ["You ", "liked ", "space."]
+        self.rejected_formats: tuple[str, ...] = ()  # response_format types answered with an error
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that timed out and hung up is expected here; anything else is reported."""
@@ -79,6 +80,19 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(500, json.dumps({"error": {"message": f"boom (got {auth})"}}).encode())
         if mode == "garbage":
             return self._send(200, b"<html>not json")
+        if (body.get("response_format") or {}).get("type") in self.server.rejected_formats:
+            if mode == "fastapi-422":
+                detail = [{"type": "literal_error", "loc": ["body", "response_format", "type"],
+                           "msg": "Input should be 'text' or 'json_object'", "input": "json_schema"}]  # fmt: skip
+                return self._send(422, json.dumps({"detail": detail}).encode())
+            # llama-cpp-python 0.3.36's server: its validation error, traceback and all, as HTTP 500
+            message = (
+                "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'),"
+                " 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}\n\n  File "
+                '"/x/llama_cpp/server/app.py", line 376, in create_chat_completion\n    POST /v1/chat/completions'
+            )
+            error = {"message": message, "type": "internal_server_error", "param": None, "code": None}
+            return self._send(500, json.dumps({"error": error}).encode())
         if body.get("stream"):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -301,3 +315,38 @@ def test_json_replies_ask_for_the_schema_and_each_task_can_name_its_own_model(se
     assert "response_format" not in second
     with pytest.raises(ConfigError, match="unknown LLM task 'chat'"):
         OpenAICompatLLM(server.url, "base", task_models={"chat": "x"})
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("mode", ["ok", "fastapi-422"])  # llama-cpp-python's 500, a FastAPI 422
+def test_a_server_that_rejects_json_schema_is_asked_with_llama_cpp_pythons_json_object_form_once(server, mode):
+    """llama-cpp-python's server takes {"type": "json_object", "schema": ...}; json_schema is a validation error."""
+    schema = {"type": "object", "properties": {"intent": {"type": "string"}}, "required": ["intent"]}
+    server.mode, server.rejected_formats, server.text = mode, ("json_schema",), '{"intent": "why"}'
+    llm = OpenAICompatLLM(server.url, "llmrec")
+    assert llm.generate_json(MESSAGES, schema, 40) == '{"intent": "why"}'
+    assert llm.generate_json(MESSAGES, schema, 40) == '{"intent": "why"}'  # the form it took is kept
+    formats = [r["body"]["response_format"] for r in server.requests]
+    json_object = {"type": "json_object", "schema": schema}
+    assert formats == [{"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}, json_object,
+                       json_object]  # fmt: skip
+
+
+@pytest.mark.network
+def test_a_500_that_does_not_name_the_format_is_not_retried(server):
+    server.mode = "500"
+    with pytest.raises(ModelError, match="HTTP 500"):
+        OpenAICompatLLM(server.url, "llmrec").generate_json(MESSAGES, {"type": "object"}, 10)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.network
+def test_a_server_with_neither_json_form_is_one_model_error_with_its_validation_message(server):
+    server.mode, server.rejected_formats = "fastapi-422", ("json_schema", "json_object")
+    llm = OpenAICompatLLM(server.url, "llmrec")
+    with pytest.raises(ModelError) as caught:
+        llm.generate_json(MESSAGES, {"type": "object"}, 10)
+    message = str(caught.value)
+    assert "HTTP 422 (body.response_format.type: Input should be 'text' or 'json_object')" in message
+    assert [r["body"]["response_format"]["type"] for r in server.requests] == ["json_schema", "json_object"]
+    assert "\n" not in message

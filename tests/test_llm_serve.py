@@ -28,3 +28,18 @@ def test_a_model_without_packaged_gguf_is_one_clear_error(capsys):
         gguf_path("all-minilm-l6-v2")
     assert main(["gguf", "all-minilm-l6-v2"]) == 1
     assert "no packaged GGUF" in capsys.readouterr().err
+
+
+def test_the_server_command_keeps_logprobs_on_and_names_the_engines_interpreter(monkeypatch, capsys):
+    """llama-cpp-python answers ``logprobs`` (the ranking scores) only with logits_all on, its default."""
+    from llmrec.llm import serve
+
+    monkeypatch.setattr(serve, "gguf_path", lambda name, cache_dir=None: Path("/models/m one.gguf"))
+    command = server_command("m", port=8081, threads=3, python="/opt/llamacpp/bin/python")
+    assert command[:3] == ["/opt/llamacpp/bin/python", "-m", "llama_cpp.server"]
+    assert "--logits_all" not in command
+    assert (command[command.index("--port") + 1], command[command.index("--n_threads") + 1]) == ("8081", "3")
+    assert main(["command", "m", "--python", "/opt/llamacpp/bin/python", "--context", "2048"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("/opt/llamacpp/bin/python -m llama_cpp.server --model '/models/m one.gguf'")
+    assert "--n_ctx 2048" in printed and "--host 127.0.0.1" in printed

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,13 +33,30 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 def _server_message(body: Any) -> str:
-    """The human part of an error body: OpenAI's {"error": {"message"}}, vLLM's {"message"}, TGI's {"error"}."""
+    """The human part of an error body: OpenAI's {"error": {"message"}}, vLLM's {"message"}, TGI's {"error"},
+    FastAPI's validation errors {"detail": [{"loc", "msg"}]}."""
     if isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict):
-            return _one_line(error.get("message") or error.get("detail") or json.dumps(error))
+            detail = error.get("message") or error.get("detail") or json.dumps(error)
+            if isinstance(detail, list) and all(isinstance(d, dict) and "msg" in d for d in detail):
+                detail = "; ".join(f"{'.'.join(map(str, d.get('loc') or ()))}: {d['msg']}".lstrip(": ")
+                                   for d in detail)  # fmt: skip
+            return _one_line(detail)
         return _one_line(error)
     return _one_line(body)
+
+
+def _rejects_json_schema(response: Any) -> bool:
+    return response.status_code in (400, 422) or "response_format" in response.text
+
+
+def _response_format(kind: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAI's structured output (vLLM, llama.cpp's own llama-server), or llama-cpp-python's server's form:
+    ``json_object`` with the schema beside it (its validation error for ``json_schema`` comes as HTTP 500)."""
+    if kind == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "reply", "schema": dict(schema)}}
+    return {"type": "json_object", "schema": dict(schema)}
 
 
 class OpenAICompatLLM:
@@ -70,6 +87,7 @@ class OpenAICompatLLM:
         self._key = api_key or os.environ.get(API_KEY_ENV) or None
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         self._client = httpx.Client(timeout=timeout, headers=headers)
+        self._json_kind: str | None = None  # the response_format the server took last ("json_schema" first)
 
     def close(self) -> None:
         self._client.close()
@@ -106,13 +124,17 @@ class OpenAICompatLLM:
         model = self.task_models.get(check_task(task), self.model)
         return {"model": model, "messages": [dict(m) for m in messages], "temperature": 0, **options}
 
-    def _post(self, payload: dict[str, Any]) -> Any:
+    def _post(self, payload: dict[str, Any], rejected: Callable[[Any], bool] | None = None) -> Any:
+        """The reply's JSON; ``None`` when the server answers an error that ``rejected(response)`` holds true of."""
         import httpx
 
         try:
             response = self._client.post(f"{self.base_url}/chat/completions", json=payload)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
+        if not response.is_success and rejected is not None and rejected(response):
+            log.debug("LLM server %s answered HTTP %d: %s", self.url, response.status_code, _one_line(response.text))
+            return None
         self._check_status(response)
         try:
             return response.json()
@@ -147,11 +169,22 @@ class OpenAICompatLLM:
     def generate_json(self, messages: Messages, schema: Mapping[str, Any], max_new_tokens: int = 256, *,
                       task: str = "understand") -> str:  # fmt: skip
         """The server's structured-output mode: ``response_format`` of type ``json_schema`` (OpenAI, vLLM,
-        llama.cpp's server). A server without it answers HTTP 400, which becomes one ``ModelError`` line."""
-        response_format = {"type": "json_schema",
-                           "json_schema": {"name": "reply", "schema": dict(schema)}}  # fmt: skip
-        payload = self._payload(messages, task, max_tokens=max_new_tokens, response_format=response_format)
-        return self._content(self._post(payload))
+        llama.cpp's llama-server). A server that rejects it (HTTP 400 or 422, or an error that names
+        ``response_format``: llama-cpp-python's server answers 500) is asked once more with llama-cpp-python's
+        ``{"type": "json_object", "schema": ...}``, and the form it took is kept for later calls. A server
+        with neither answers an HTTP error, which becomes one ``ModelError`` line."""
+
+        def ask(kind: str, rejected: Callable[[Any], bool] | None = None) -> Any:
+            return self._post(self._payload(messages, task, max_tokens=max_new_tokens,
+                                            response_format=_response_format(kind, schema)), rejected)  # fmt: skip
+
+        kind = self._json_kind or "json_schema"
+        reply = ask(kind, rejected=_rejects_json_schema if self._json_kind is None else None)
+        if reply is None:
+            log.info("LLM server %s rejects response_format json_schema; asking with json_object", self.url)
+            kind, reply = "json_object", ask("json_object")
+        self._json_kind = kind
+        return self._content(reply)
 
     def _content(self, reply: Any) -> str:
         try:
