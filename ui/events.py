@@ -124,7 +124,8 @@ class ChatApp:
         def genre_box(values: list[str]) -> Any:
             return gr.Dropdown(choices=sorted({*genres, *values}), value=list(values))
 
-        return [picks(state.liked), picks(state.disliked), picks(state.seen), "\n".join(state.preferences),
+        return [picks(state.liked + state.outside_liked), picks(state.disliked + state.outside_disliked),
+                picks(state.seen), "\n".join(state.preferences),
                 genre_box(state.wanted_genres), genre_box(state.avoided_genres), state.year_min,
                 state.year_max]  # fmt: skip
 
@@ -278,7 +279,8 @@ class ChatApp:
         uid, settings = self.user_id(request), (ranker, explainer, model, k, diversity)
         lines = tuple(str(preferences or "")[:4000].splitlines())
         edit = ProfileEdit(_strings(liked), _strings(disliked), _strings(seen), lines, _strings(wanted, 50),
-                           _strings(avoided, 50), _year(year_from), _year(year_to))  # fmt: skip
+                           _strings(avoided, 50), _year(year_from), _year(year_to),
+                           outside_liked=_strings(liked), outside_disliked=_strings(disliked))  # fmt: skip
         reply, state, _ = self._run(uid, settings, lambda convo: convo.edit_profile(edit))
         return self._outputs(self.chat(uid), reply, state, keep_cards=True)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from llmrec import errors
 from llmrec.chat.engine import Conversation
+from llmrec.chat.outside import outside_films
 from llmrec.chat.store import open_profile_store
 from llmrec.errors import LlmrecError
 from llmrec.index.lock import StoreBusyError
@@ -223,8 +224,12 @@ class Service:
         return self.base.items if self.catalogue.is_set() and self._state != "error" else {}
 
     def title(self, item_id: str) -> str:
+        """The film's title: the rated catalogue's, else (a film the user named) the wider list's, else the id."""
         items = self.items
-        return items[item_id].display_title if item_id in items else item_id
+        if item_id in items:
+            return items[item_id].display_title
+        outside = outside_films(self.base) if items else None
+        return outside[item_id].display_title if outside is not None and item_id in outside else item_id
 
     def choice(self, ranker: Any, explainer: Any, model: Any, diversity: Any) -> Choice:
         """A session's settings, with anything unknown replaced by the default."""

@@ -3,13 +3,15 @@ and "why not?", refine, and take feedback. Each action changes the ``ChatState``
 the ``Reply`` part it produces; ``llmrec.chat.policy`` decides which actions a message calls for.
 
 ``World`` is what the actions need from the conversation: the recommender, the catalogue and its
-popularity, the data-set profile of a returning user, how many picks to show, and whether explanations
-stream in afterwards.
+popularity, the films outside it (named by users, never recommended: ``llmrec.chat.outside``), the
+data-set profile of a returning user, how many picks to show, and whether explanations stream in
+afterwards.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -31,6 +33,9 @@ class World(Protocol):
 
     @property
     def items(self) -> Mapping[str, Item]: ...
+
+    @property
+    def outside(self) -> Mapping[str, Item]: ...
 
     @property
     def popularity(self) -> Mapping[str, int]: ...
@@ -112,6 +117,23 @@ def mark(state: ChatState, item_id: str, stance: str) -> None:
     {"liked": state.liked, "disliked": state.disliked, "seen": state.seen}[stance].append(item_id)
 
 
+def mark_outside(state: ChatState, item_id: str, stance: str) -> bool:
+    """Keep a film outside the rated catalogue as liked or disliked (it leaves the other list); other stances
+    (seen, not seen) change nothing, since such a film is never recommended. Returns whether it was kept."""
+    if stance not in ("liked", "disliked"):
+        return False
+    for bucket in (state.outside_liked, state.outside_disliked):
+        if item_id in bucket:
+            bucket.remove(item_id)
+    (state.outside_liked if stance == "liked" else state.outside_disliked).append(item_id)
+    return True
+
+
+def films(world: World) -> Mapping[str, Item]:
+    """Every film a user can name: the rated catalogue, then the films outside it (looked at only for their ids)."""
+    return ChainMap(world.items, world.outside)  # type: ignore[arg-type]  # only read
+
+
 def button_feedback(world: World, state: ChatState, item_id: str, kind: str) -> Reply:
     """A like / dislike / seen button on a card; the next recommendations follow at once."""
     if item_id not in world.items:
@@ -129,6 +151,9 @@ def button_feedback(world: World, state: ChatState, item_id: str, kind: str) -> 
 
 # Why and why not ------------------------------------------------------------------------------------------
 def why(world: World, state: ChatState, item_id: str) -> Reply:
+    if item_id not in world.items and item_id in world.outside:  # named by the user, never recommended
+        kept = item_id in state.outside_liked or item_id in state.outside_disliked
+        return Reply(show.outside_not_recommended(world.outside[item_id], kept), chips=("Recommend something",))
     entry = state.shown_item(item_id)
     state.last_item = item_id
     if entry is None or item_id not in world.items:
@@ -138,6 +163,11 @@ def why(world: World, state: ChatState, item_id: str) -> Reply:
 
 
 def why_not(world: World, state: ChatState, item_id: str) -> Reply:
+    if item_id not in world.items:
+        known = world.outside.get(item_id)
+        kept = item_id in state.outside_liked or item_id in state.outside_disliked
+        text = show.outside_not_recommended(known, kept) if known else "I don't know that film; ask about another."
+        return Reply(text, chips=("Recommend something",))
     item = world.items[item_id]
     state.last_item = item_id
     reasons = []

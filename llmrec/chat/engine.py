@@ -6,19 +6,22 @@ the dialogue policy (``llmrec.chat.policy``) change the stored state and build t
 and returns the ``Reply`` (``llmrec.chat.present``: text, cards, quick replies, what was understood).
 Buttons in an app call ``act`` / ``feedback`` / ``why`` with an item id; the profile panel calls
 ``edit_profile``. State changes run in a transaction that is retried when another tab of the same user
-wrote first. Reading happens before the transaction, so a slow model never holds the state.
+wrote first. Reading happens before the transaction, so a slow model never holds the state. Films the rated
+catalogue lacks are recognised through ``llmrec.chat.outside`` when the data folder has ``movies_all.csv``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections import ChainMap
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from llmrec.chat import actions, policy
+from llmrec.chat.outside import OutsideFilms, outside_films
 from llmrec.chat.present import BUTTONS, GENRE_CHIPS, MAX_MESSAGE, WELCOME, Card, Reply
 from llmrec.chat.readers import RuleUnderstander, popularity_of
 from llmrec.chat.state import ChatState
@@ -26,7 +29,7 @@ from llmrec.chat.store import ProfileStore, StaleStateError
 from llmrec.chat.understanding import ReadingContext, Understanding
 from llmrec.data.item_text import clean_text
 from llmrec.errors import DataError
-from llmrec.types import UserProfile
+from llmrec.types import Item, UserProfile
 
 __all__ = ["BUTTONS", "MAX_MESSAGE", "WELCOME", "Card", "Conversation", "ProfileEdit", "Reply"]
 log = logging.getLogger(__name__)
@@ -34,8 +37,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ProfileEdit:
-    """What the profile panel submits: the items kept in each list and the stated limits. Themes, people and
-    avoided themes are kept as they are when ``None`` (a panel that does not show them)."""
+    """What the profile panel submits: the items kept in each list and the stated limits. Themes, people,
+    avoided themes and films outside the rated catalogue are kept as they are when ``None`` (a panel that does
+    not show them)."""
 
     liked: tuple[str, ...] = ()
     disliked: tuple[str, ...] = ()
@@ -48,6 +52,8 @@ class ProfileEdit:
     topics: tuple[str, ...] | None = None
     people: tuple[str, ...] | None = None
     avoided_keywords: tuple[str, ...] | None = None
+    outside_liked: tuple[str, ...] | None = None  # films outside the rated catalogue kept (None: all kept)
+    outside_disliked: tuple[str, ...] | None = None
 
 
 class Conversation:
@@ -82,6 +88,16 @@ class Conversation:
         return popularity_of(self.rec.dataset)
 
     @cached_property
+    def outside_finder(self) -> OutsideFilms | None:
+        """The films outside the rated catalogue (None: no ``movies_all.csv`` in the data folder); not loaded yet."""
+        return outside_films(self.rec)
+
+    @property
+    def outside(self) -> Mapping[str, Item]:
+        """Films outside the rated catalogue by id (empty when off); loads on the first look-up."""
+        return self.outside_finder if self.outside_finder is not None else {}
+
+    @cached_property
     def understander(self) -> Any:
         """The recommender's understander (``understanding.kind`` in the config), or rules for a recommender
         without one."""
@@ -101,7 +117,9 @@ class Conversation:
         return self.load()[0]
 
     def profile(self, state: ChatState | None = None) -> UserProfile:
-        return (state or self.state()).to_profile(self.base_profile)
+        state = state or self.state()
+        outside = self.outside if state.outside_liked or state.outside_disliked else None
+        return state.to_profile(self.base_profile, outside)
 
     @property
     def streams(self) -> bool:
@@ -124,7 +142,7 @@ class Conversation:
     def start(self) -> Reply:
         state, _ = self.load()
         if state.onboarding == "done" or self.base_profile.history:
-            name = "Welcome back!" if self.base_profile.history or state.liked else "Hi!"
+            name = "Welcome back!" if self.base_profile.history or state.liked or state.outside_liked else "Hi!"
             return Reply(f"{name} Ask me for recommendations, or tell me what you're in the mood for.",
                          chips=("Recommend something", "Something newer", "Start over"))  # fmt: skip
         return Reply(WELCOME, chips=(*GENRE_CHIPS[:8], "Skip"))
@@ -135,9 +153,11 @@ class Conversation:
         cards = tuple((n, s.item_id, s.title) for n, s in enumerate(state.current(), 1))
         focus = state.last_item if state.last_item in items else None
         last = next((t.text for t in reversed(self.store.turns(self.user_id, limit=3)) if t.role == "assistant"), "")
-        pending = tuple((i, items[i].display_title) for i in state.pending.get("options", []) if i in items)
+        options = state.pending.get("options", [])
+        films = ChainMap(items, self.outside)  # the rated catalogue first; outside ids only for outside options
+        pending = tuple((i, films[i].display_title) for i in options if i in films)
         return ReadingContext(cards=cards, focus=focus, focus_title=items[focus].display_title if focus else "",
-                              last_reply=last, pending=pending)  # fmt: skip
+                              last_reply=last, pending=pending, outside=self.outside_finder)  # fmt: skip
 
     def understand(self, text: str) -> Understanding:
         """How the next message would be read, given the stored state (nothing changes)."""
@@ -211,6 +231,10 @@ class Conversation:
                 values = getattr(edit, name)
                 if values is not None:
                     setattr(state, name, [v.strip()[:80] for v in dict.fromkeys(values) if v.strip()][:20])
+            for name in ("outside_liked", "outside_disliked"):
+                values = getattr(edit, name)
+                if values is not None:
+                    setattr(state, name, [i for i in getattr(state, name) if i in set(values)])
             return Reply("Saved your profile. Your next recommendations will follow it.",
                          chips=("Recommend something",))  # fmt: skip
 

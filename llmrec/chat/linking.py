@@ -5,7 +5,10 @@ Each phrase is, in this order: a card on screen ("the second one", "#3"), the fi
 context, a catalogue title, a theme or person the catalogue's tags and keywords know, or unknown. Titles
 go through the app's matcher (``llmrec.profile.resolve_title``: normalised title, alternate titles, the
 year, fuzzy spelling) plus a main-title index ("Kill Bill" -> the "Kill Bill: Vol." films), and several
-films sharing a title become a question, never a guess. Item ids come only from the catalogue.
+films sharing a title become a question, never a guess. Item ids come only from the catalogue. A title the
+rated catalogue lacks is then looked up, exactly, among the films outside it (``context.outside``,
+``llmrec.chat.outside``): before themes when it carries a year, after them otherwise; such a mention has
+``outside`` set.
 
 A model's phrase must be in the message (or be a title from the context); anything else is dropped and
 noted, so a reply that invents a film changes nothing.
@@ -114,13 +117,16 @@ def find_film(phrase: str, catalogue: Catalogue) -> tuple[str | None, tuple[str,
 
 
 def _context_film(phrase: str, context: ReadingContext) -> str | None:
-    """A title shown in the context (a card or the film in focus) that the phrase names."""
-    key = normalise_title(split_title_year(phrase)[0])
+    """A title shown in the context (a card or the film in focus) that the phrase names (a year it gives too)."""
+    words, year = split_title_year(phrase)
+    key = normalise_title(words)
     shown = [(i, t) for _, i, t in context.cards]
     if context.focus:
         shown.append((context.focus, context.focus_title))
     for item_id, title in shown:
-        full = split_title_year(title)[0]
+        full, shown_year = split_title_year(title)
+        if year is not None and shown_year is not None and abs(year - shown_year) > 1:
+            continue  # "Solaris (2002)" is not the "Solaris (1972)" on screen
         if key and key in (normalise_title(full), normalise_title(full.split(" (")[0])):
             return item_id
     return None
@@ -190,7 +196,7 @@ def link(reading: Reading, text: str, context: ReadingContext, catalogue: Catalo
     wanted = [g for g in wanted if g not in avoided]
     if dropped:
         notes = (*notes, f"ignored {len(dropped)} phrase(s) the model read that are not in your message")
-    films = _unique_films(parts.films)
+    films = _inside_outside(_unique_films(parts.films), catalogue)
     return Understanding(
         text=text, films=tuple(films), wanted_genres=tuple(wanted), avoided_genres=tuple(avoided),
         wanted_topics=tuple(dict.fromkeys(parts.topics)), avoided_topics=tuple(dict.fromkeys(parts.avoided_topics)),
@@ -230,6 +236,9 @@ def _link_phrase(stance: str, phrase: str, context: ReadingContext, catalogue: C
         return
     genres, rest = genre_of(phrase)
     film = find_film(phrase, catalogue) if genres and rest else (None, (), ())
+    dated = split_title_year(phrase)[1] is not None  # "Parasite (2019)": a title before a genre or theme
+    if genres and film[0] is None and not film[1] and dated and _outside_film(stance, phrase, context, parts):
+        return
     if genres and film[0] is None and not film[1]:  # "horror movies", "slow sci-fi"; not "The Dark Knight"
         if stance == "disliked":
             parts.avoided += genres
@@ -244,6 +253,8 @@ def _link_phrase(stance: str, phrase: str, context: ReadingContext, catalogue: C
     if item_id is not None or options:
         parts.films.append(Mention(phrase, stance, item_id, options=options))
         return
+    if dated and _outside_film(stance, phrase, context, parts):
+        return
     if (topic := _topic(phrase, catalogue)) is not None:
         person = bool(_NAME.match(phrase))
         if stance == "disliked":
@@ -251,10 +262,39 @@ def _link_phrase(stance: str, phrase: str, context: ReadingContext, catalogue: C
         elif positive:
             (parts.people if person else parts.topics).append(phrase if person else topic)
         return
+    if not dated and _outside_film(stance, phrase, context, parts):
+        return
     if closest and stance != "mentioned":
         parts.films.append(Mention(phrase, stance, None, closest=closest))
     elif stance != "mentioned":
         parts.unknown.append((stance, phrase))
+
+
+def _outside_film(stance: str, phrase: str, context: ReadingContext, parts: _Parts) -> bool:
+    """A film outside the rated catalogue that ``phrase`` names exactly (``context.outside``), added to ``parts``."""
+    if context.outside is None:
+        return False
+    item_id, options = context.outside.find(phrase)
+    if item_id is None and not options:
+        return False
+    parts.films.append(Mention(phrase, stance, item_id, options=options, outside=True))
+    return True
+
+
+def _inside_outside(films: list[Mention], catalogue: Catalogue) -> list[Mention]:
+    """Without rated films whose title is only part of an outside film's ("Spider-Man" in "Spider-Man: Into the
+    Spider-Verse", which a title spotter also finds)."""
+    outside = [f" {normalise_title(split_title_year(m.span)[0])} " for m in films if m.outside]
+    if not outside:
+        return films
+
+    def part(m: Mention) -> bool:
+        if m.outside or m.item_id is None or m.item_id not in catalogue.items:
+            return False
+        title = f" {normalise_title(catalogue.items[m.item_id].title)} "
+        return any(title in o and title != o for o in outside)
+
+    return [m for m in films if not part(m)]
 
 
 def _unique_films(films: list[Mention]) -> list[Mention]:

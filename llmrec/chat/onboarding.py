@@ -23,7 +23,8 @@ POPULAR_POOL = 150
 
 
 def profile_is_enough(state: ChatState) -> bool:
-    return len(state.liked) >= 2 or (len(state.liked) >= 1 and bool(state.wanted_genres or state.preferences))
+    liked = len(state.liked) + len(state.outside_liked)  # a liked film outside the rated catalogue counts too
+    return liked >= 2 or (liked >= 1 and bool(state.wanted_genres or state.preferences))
 
 
 def should_ask(state: ChatState) -> bool:

@@ -6,7 +6,9 @@
 2. "start over";
 3. the taste the message states — films liked / disliked / seen (by title, card position or "it"),
    genres, themes, people, years — applied to the state; titles that are ambiguous become one question,
-   unknown ones are said back (a liked phrase that is no title becomes a description to search by);
+   unknown ones are said back (a liked phrase that is no title becomes a description to search by); a film
+   outside the rated catalogue (``llmrec.chat.outside``) is kept apart and said back as one the chat can use
+   but not recommend;
 4. the requests, every one of them: why / why not (answered from the record), more like, refinements,
    recommend, skip, help, chit-chat;
 5. the reply: what was understood in plain words ("Got it: ..."), the answers, then the next step —
@@ -45,9 +47,10 @@ def respond(world: World, state: ChatState, u: Understanding) -> Reply:
     texts: list[str] = []
     before = _limits(state)
     applied, asks, said_back = _apply_taste(world, state, u)
-    summary = show.summary(u, world.items, applied)
+    summary = show.summary(u, actions.films(world), applied)
     if summary:
         texts.append(summary)
+    texts += _outside_said(world, u, applied)
     texts += said_back
     if asks is not None:  # a title to disambiguate: ask, and act on the rest once answered
         return _with(Reply(" ".join([*texts, asks.text]), chips=asks.chips), u)
@@ -98,6 +101,8 @@ def _pending(world: World, state: ChatState, u: Understanding) -> Reply | None:
     if not chosen:
         return None  # the message is about something else: the question lapses
     item_id = chosen[0]
+    if item_id not in world.items:
+        return _outside_chosen(world, state, item_id, stance)
     if stance in STANCE_LIST:
         actions.mark(state, item_id, STANCE_LIST[stance])
     title = world.items[item_id].display_title
@@ -118,6 +123,28 @@ def _pending(world: World, state: ChatState, u: Understanding) -> Reply | None:
     return actions.recommend(world, state, f"Got it: {said} {title}. Updated picks:")
 
 
+def _outside_chosen(world: World, state: ChatState, item_id: str, stance: str) -> Reply:
+    """The answer to "which one?" picked a film outside the rated catalogue."""
+    item = world.outside[item_id]
+    title = item.display_title
+    if stance in ("why", "why_not"):
+        kept = item_id in state.outside_liked or item_id in state.outside_disliked
+        return Reply(show.outside_not_recommended(item, kept), chips=("Recommend something",))
+    if stance == "asked":
+        return Reply(show.outside_about(item), chips=("Recommend something",))
+    kept = "liked" if stance == "more_like" else STANCE_LIST.get(stance, "")
+    if not actions.mark_outside(state, item_id, kept):
+        return Reply(f"Noted. {title} is {show.NOT_RATED.format('it')}, so I won't suggest it.",
+                     chips=("Recommend something",))  # fmt: skip
+    if stance == "more_like":
+        return actions.recommend(world, state, f"More like {title}:")
+    said = "you loved" if kept == "liked" else "you didn't like"
+    prefix = f"Got it: {said} {title}. {show.outside_said([title], kept, alone=True)}"
+    if state.onboarding != "done":
+        return actions.next_step(world, state, prefix)
+    return actions.recommend(world, state, f"{prefix} Updated picks:")
+
+
 # 3. Taste -------------------------------------------------------------------------------------------------
 def _apply_taste(world: World, state: ChatState, u: Understanding) -> tuple[set[str], Reply | None, list[str]]:
     """Apply what the message says about the user's taste; returns the films applied, a question to ask (an
@@ -126,7 +153,13 @@ def _apply_taste(world: World, state: ChatState, u: Understanding) -> tuple[set[
     said: list[str] = []
     ask: Reply | None = None
     for m in u.films:
-        if m.item_id is not None and m.item_id in world.items:
+        if m.outside and m.item_id is not None:  # named, kept apart, never recommended
+            if m.stance in STANCE_LIST and actions.mark_outside(state, m.item_id, STANCE_LIST[m.stance]):
+                applied.add(m.item_id)
+            elif m.stance in ("seen", "not_seen"):
+                title = world.outside[m.item_id].display_title
+                said.append(f"{title} is {show.NOT_RATED.format('it')}, so I won't suggest it anyway.")
+        elif m.item_id is not None and m.item_id in world.items:
             if m.stance in STANCE_LIST:
                 actions.mark(state, m.item_id, STANCE_LIST[m.stance])
                 applied.add(m.item_id)
@@ -154,7 +187,8 @@ def _apply_taste(world: World, state: ChatState, u: Understanding) -> tuple[set[
 def _ask_which(world: World, state: ChatState, m: Mention, u: Understanding) -> Reply:
     request = next((r.kind for r in u.requests if r.span == m.span), "") if m.stance == "asked" else ""
     state.pending = {"stance": request or m.stance, "options": list(m.options)}
-    labels = [world.items[i].display_title for i in m.options if i in world.items]
+    films = actions.films(world)
+    labels = [films[i].display_title for i in m.options if i in films]
     return Reply(f"Which one do you mean: {'; '.join(labels)}?", chips=(*labels, "None of these"))
 
 
@@ -167,6 +201,19 @@ def _unknown_film(state: ChatState, m: Mention) -> str:
         hint = f" (closest titles: {closest})" if closest else ""
         return f"No film is called \"{phrase}\"{hint}, so I'll look for movies that fit that description."
     return f"I couldn't find \"{phrase}\" in the catalogue." + (f" Did you mean {closest}?" if closest else "")
+
+
+def _outside_said(world: World, u: Understanding, applied: set[str]) -> list[str]:
+    """After the summary: which applied films are outside the rated catalogue, and what that means."""
+    out = []
+    alone = len(applied) == 1 and not (u.wanted_genres or u.avoided_genres or u.wanted_topics or u.avoided_topics
+                                       or u.people or u.avoided_people or u.year_min or u.year_max)  # fmt: skip
+    for stance in ("liked", "disliked"):
+        ids = [m.item_id for m in u.films if m.outside and m.item_id in applied and STANCE_LIST.get(m.stance) == stance]
+        titles = [world.outside[i].display_title for i in dict.fromkeys(ids) if i is not None]
+        if titles:
+            out.append(show.outside_said(titles, stance, alone))
+    return out
 
 
 def _add_preference(state: ChatState, phrase: str) -> None:
@@ -212,10 +259,13 @@ def _requests(world: World, state: ChatState, u: Understanding) -> tuple[list[Re
                 answers.append(actions.why(world, state, target))
             elif kind == "why_not":
                 answers.append(actions.why_not(world, state, target))
-            else:
+            elif target in world.items:
                 if target not in state.liked:
                     state.liked.append(target)
                 prefix = f"More like {world.items[target].display_title}:"
+            elif target in world.outside:
+                actions.mark_outside(state, target, "liked")
+                prefix = f"More like {world.outside[target].display_title}:"
         elif kind in REFINEMENTS:
             adjusted.append(actions.refine(world, state, kind))
         elif kind == "skip" and state.onboarding == "items" and state.last_item:
@@ -260,6 +310,9 @@ def _chat(state: ChatState) -> Reply:
 def _nothing(world: World, state: ChatState, u: Understanding) -> Reply:
     """Nothing to act on: films asked about get what the catalogue knows; otherwise a helpful question."""
     asked = [m for m in u.films if m.item_id in world.items and m.stance in ("asked", "mentioned")]
+    outside = [m.item_id for m in u.films if m.outside and m.item_id and m.stance in ("asked", "mentioned")]
+    if outside and not asked:
+        return Reply(show.outside_about(world.outside[outside[0]]), chips=("Recommend something",))
     if asked:
         state.last_item = asked[0].item_id
         return Reply(show.about_text(world.items[asked[0].item_id]), chips=("More like it", "Recommend something"))

@@ -104,6 +104,39 @@ def summary(u: Understanding, items: Mapping[str, Item], applied: set[str]) -> s
     return f"Got it: {sanitize_output(said, 400)}."
 
 
+# Films outside the rated catalogue -------------------------------------------------------------------------
+NOT_RATED = "not among the films I can recommend (no ratings for {} here)"
+
+
+def outside_said(titles: Sequence[str], stance: str, alone: bool) -> str:
+    """What the chat says after taking films outside the rated catalogue: "It's not among the films I can
+    recommend (no ratings for it here), but I'll use it to find what you may like." (``alone``: the summary
+    named only them, so "it" is clear)."""
+    if not titles:
+        return ""
+    one = len(titles) == 1
+    it = "it" if one else "them"
+    subject = ("It's" if one else "They're") if alone else f"{join(list(titles))} {'is' if one else 'are'}"
+    use = f"use {it} to find what you may like" if stance == "liked" else f"steer away from films like {it}"
+    return sanitize_output(f"{subject} {NOT_RATED.format(it)}, but I'll {use}.", 500)
+
+
+def outside_not_recommended(item: Item, kept: bool = False) -> str:
+    """"Why (not) X?" about a film the user named that the rated catalogue lacks (``kept``: liked or disliked)."""
+    then = "What you told me about it shapes your picks." if kept else \
+        "Tell me whether you liked it and I'll use it to find films like it."  # fmt: skip
+    return sanitize_output(f"I can't recommend {item.display_title}: it's {NOT_RATED.format('it')}. {then}", 400)
+
+
+def outside_about(item: Item) -> str:
+    """A film outside the rated catalogue the user asked about: what the list knows, and that it is not rated."""
+    genres = ", ".join(item.genres[:3]).lower() or "a film"
+    themes = ", ".join(item.keywords[:3])
+    extra = f" about {themes}" if themes else ""
+    return sanitize_output(f"{item.display_title} is {genres}{extra}. It's {NOT_RATED.format('it')}; tell me "
+                           "whether you liked it and I'll use it to find films like it.", 500)  # fmt: skip
+
+
 # Why ----------------------------------------------------------------------------------------------------
 def reasons_in_words(item: Item, evidence: Evidence) -> list[str]:
     """The recorded evidence as plain sentences (no scores, no model names)."""

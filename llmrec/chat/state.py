@@ -4,14 +4,19 @@ The state is the profile as the chat knows it (liked, disliked, seen; stated pre
 people; genre, year and theme constraints), the recommendations shown with the evidence recorded when
 they were shown, and where onboarding stands. ``to_profile`` turns it into the ``UserProfile`` the
 pipeline uses, its limits as the profile's ``Constraints`` (which the pipeline applies).
+
+Films liked or disliked that the rated catalogue lacks (``llmrec.chat.outside``) are kept apart, in
+``outside_liked`` / ``outside_disliked``: they cannot be history (no vector, no ratings), so ``to_profile``
+turns each into a stated preference from its title, genres and keywords.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llmrec.types import Constraints, Evidence, HistoryEntry, UserProfile
+from llmrec.types import Constraints, Evidence, HistoryEntry, Item, UserProfile
 
 LIKED_RATING = 5.0
 DISLIKED_RATING = 1.0
@@ -59,6 +64,8 @@ class ChatState:
     onboarding: str = "start"  # start | genres | items | done
     pending: dict[str, Any] = field(default_factory=dict)  # an ambiguous title awaiting the user's choice
     last_item: str | None = None  # the item the conversation is about (for "seen it", "why?")
+    outside_liked: list[str] = field(default_factory=list)  # films outside the rated catalogue (MovieLens ids)
+    outside_disliked: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,13 +84,19 @@ class ChatState:
     def shown_item(self, item_id: str) -> Shown | None:
         return next((s for s in reversed(self.shown) if s.item_id == item_id), None)
 
-    def to_profile(self, base: UserProfile | None = None) -> UserProfile:
-        """The pipeline's profile: a data-set history (returning users) plus what was said in the chat."""
+    def to_profile(self, base: UserProfile | None = None, outside: Mapping[str, Item] | None = None) -> UserProfile:
+        """The pipeline's profile: a data-set history (returning users) plus what was said in the chat.
+        ``outside``: the films outside the rated catalogue, whose liked and disliked ones become preferences."""
+        from llmrec.chat.outside import preference_text
+
         base = base or UserProfile(user_id=self.user_id)
         have = {e.item_id for e in base.history}
         history = list(base.history)
         history += [HistoryEntry(i, LIKED_RATING) for i in self.liked if i not in have]
         preferences = list(base.stated_preferences) + self.preferences
+        if outside:
+            preferences += [preference_text(outside[i]) for i in self.outside_liked if i in outside]
+            preferences += [preference_text(outside[i], liked=False) for i in self.outside_disliked if i in outside]
         if self.wanted_genres:
             preferences.append(" or ".join(self.wanted_genres) + " movies")
         if self.topics or self.people:

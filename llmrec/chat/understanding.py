@@ -17,8 +17,8 @@ v1 (full instructions and an example) for the base model, v2 (short) for the ada
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from typing import Annotated, Any, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -103,6 +103,7 @@ class Mention:
     position: int | None = None  # the card's position on screen when the phrase pointed at one ("#2")
     options: tuple[str, ...] = ()
     closest: tuple[str, ...] = ()
+    outside: bool = False  # item_id / options are films outside the rated catalogue (named, never recommended)
 
     @property
     def ambiguous(self) -> bool:
@@ -170,17 +171,25 @@ class Understanding:
 
 
 # What the reader is shown besides the message ----------------------------------------------------------
+class FilmFinder(Protocol):
+    """Films beyond the rated catalogue (``llmrec.chat.outside.OutsideFilms``): ``(item id, options)`` for a title."""
+
+    def find(self, phrase: str) -> tuple[str | None, tuple[str, ...]]: ...
+
+
 @dataclass(frozen=True)
 class ReadingContext:
     """The conversation around a message: the cards on screen, the film in focus (the one an onboarding
     question asked about, or the last one discussed), the assistant's last words, and the options of an
-    open "which one did you mean?" question."""
+    open "which one did you mean?" question. ``outside`` finds titles the rated catalogue lacks (None: off);
+    it is never shown to a model."""
 
     cards: tuple[tuple[int, str, str], ...] = ()  # (position, item id, title)
     focus: str | None = None
     focus_title: str = ""
     last_reply: str = ""
     pending: tuple[tuple[str, str], ...] = ()  # (item id, title)
+    outside: FilmFinder | None = field(default=None, compare=False, repr=False)
 
     def card(self, position: int) -> tuple[int, str, str] | None:
         """The card at a 1-based position (-1: the last one)."""
