@@ -188,6 +188,16 @@ def bench_quality(args: argparse.Namespace) -> dict[str, Any]:
         "hybrid (RRF, equal weights)": HybridRetriever([text, cf]),
         f"hybrid (RRF, text weight {TEXT_WEIGHT})": HybridRetriever([text, cf], weights=(TEXT_WEIGHT, 1.0)),
     }
+    dialogues = Path(args.data_dir) / "redial" / "train.jsonl.gz"
+    if dialogues.exists():  # the chat's default since issue 14: the dialogue scorer beside text and cf
+        from llmrec.retrieval.dialogue import load_dialogue_scorer
+
+        ids, counts = np.unique(ds.interactions.item_ids, return_counts=True)
+        scorer = load_dialogue_scorer(dialogues, ds.items, dict(zip(ids.tolist(), counts.tolist())))
+        dialogue = scorer.retriever(ds.items)
+        for weight in (1.0, 0.25):
+            retrievers[f"hybrid (text {TEXT_WEIGHT}, cf 1, dialogue {weight:g})"] = HybridRetriever(
+                [text, cf, dialogue], weights=(TEXT_WEIGHT, 1.0, weight))
     ks = (20, 50)
     hits = {name: {k: 0 for k in ks} for name in retrievers}
     seconds = dict.fromkeys(retrievers, 0.0)

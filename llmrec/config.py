@@ -60,7 +60,13 @@ class RetrievalConfig(_Section):
     dialogue_weight: float = Field(
         0.0, ge=0.0, le=10.0,
         description="Weight of the dialogue scorer (films recommended together in conversations: ReDial's training "
-                    "dialogues) in the hybrid retriever, beside text 0.25 and cf 1; 0: left out.",
+                    "dialogues) in the hybrid retriever, beside text 0.25 and cf 1, for profiles of conversation size "
+                    "(see dialogue_max_liked); 0: left out.",
+    )  # fmt: skip
+    dialogue_max_liked: int = Field(
+        5, ge=0, le=10_000,
+        description="The dialogue scorer joins the hybrid only for profiles with at most this many liked films: "
+                    "beyond, the rating history speaks and the dialogues dilute it (benchmarks/retrieval.py).",
     )  # fmt: skip
     dialogue_file: Path | None = Field(
         None, description="Training dialogues of the dialogue scorer (ReDial JSON lines, .gz allowed; the movie list "

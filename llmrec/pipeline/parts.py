@@ -288,6 +288,14 @@ def _dialogue_retriever(config: RecommenderConfig, owner: Any, profile: UserProf
     return scorer.retriever(owner.items), []
 
 
+def _conversation_sized(config: RecommenderConfig, profile: UserProfile) -> bool:
+    """Whether the profile is what a conversation builds (a few liked films), where what people suggest to each
+    other in conversations helps; a long rating history is the collaborative model's to read."""
+    from llmrec.profile import liked_weights
+
+    return len(liked_weights(profile)) <= config.retrieval.dialogue_max_liked
+
+
 def _hybrid_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
     from llmrec.retrieval.fusion import fuse_available
 
@@ -297,7 +305,7 @@ def _hybrid_retriever(config: RecommenderConfig, owner: Any, profile: UserProfil
     except DataError as exc:  # e.g. a catalogue too small for the collaborative model: text alone
         cf, more = None, [f"collaborative retrieval skipped: {exc}"]
     notes += more
-    weight = config.retrieval.dialogue_weight
+    weight = config.retrieval.dialogue_weight if _conversation_sized(config, profile) else 0.0
     dialogue, more = _dialogue_retriever(config, owner, profile) if weight > 0 else (None, [])
     notes += more if profile.history else []  # a newcomer's text-only list needs no note about dialogues
     weights = {"text": HYBRID_TEXT_WEIGHT, "cf": 1.0, "dialogue": weight}
