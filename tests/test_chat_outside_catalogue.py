@@ -174,3 +174,24 @@ def test_without_movies_all_the_chat_behaves_as_before(tmp_path, store, with_fol
     assert "No film is called \"Parasite (2019)\"" in reply.text
     assert convo.state().outside_liked == [] and convo.outside == {}
     assert turn_record("x", reply, convo)["profile"]["outside_liked"] == []
+
+
+def test_the_app_profile_panel_titles_it(rec, tmp_path):
+    from ui.service import Service
+
+    service = Service(rec, tmp_path / "app.sqlite", "tiny")
+    service.catalogue.set()  # the items are loaded (what the app's warm-up signals)
+    assert service.title(PARASITE) == "Parasite (2019)" and service.title("1") == "Toy Story (1995)"
+    assert service.title("no-such-id") == "no-such-id"
+
+
+def test_the_language_model_reader_links_it_too(tmp_path, store):
+    from llmrec.llm.base import FakeLLM
+
+    reading = '{"liked": ["Parasite (2019)"], "requests": []}'
+    llm = FakeLLM(replies=["You liked it."] * 50, json_replies=[reading])
+    data = {"min_count": 3, "data_dir": str(write_movies_all(tmp_path / "data"))}
+    convo = chat(fake_recommender(llm, data=data), store)  # understanding.kind = "llm"
+    reply = convo.handle("honestly parasite (2019) blew me away")
+    assert reply.understood.source == "llm" and [m.item_id for m in reply.understood.films] == [PARASITE]
+    assert convo.state().outside_liked == [PARASITE]
