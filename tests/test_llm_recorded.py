@@ -5,7 +5,7 @@ The recording (tests/data/llamacpp_exchange.json) was made with
 ``python -m llmrec.llm.serve record http://127.0.0.1:8080/v1 qwen2.5-coder-0.5b-instruct OUT --engine ...``;
 docs/serving.md says how. Everything here is the engine's own format: its logprobs, its server-sent events, its
 HTTP 500 for a ``json_schema`` response format and its grammar-constrained JSON. The streamed text differs from
-the plain one after its ninth token: that is the engine (greedy both times, but a prompt just evaluated is
+the plain one after ten tokens: that is the engine (greedy both times, but a prompt just evaluated is
 reused and only its last token recomputed, which tips a near tie), not the parsing.
 """
 
