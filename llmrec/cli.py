@@ -32,7 +32,7 @@ CacheDir = Annotated[
 ]
 LlmUrl = Annotated[
     str | None,
-    typer.Option("--llm-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, TGI); "
+    typer.Option("--llm-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (llama.cpp, vLLM, TGI); "
                  "--model names the served model or LoRA adapter."),
 ]  # fmt: skip
 BLEND_HELP = "Weight of the retrieval rank (default: the blend validated in the adapter's card)."

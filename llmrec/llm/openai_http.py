@@ -1,4 +1,4 @@
-"""``OpenAICompatLLM``: the ``LLM`` interface over an OpenAI-compatible server (vLLM, TGI, ...).
+"""``OpenAICompatLLM``: the ``LLM`` interface over an OpenAI-compatible server (llama.cpp, vLLM, TGI, ...).
 
 Everything goes through ``POST {base_url}/chat/completions``. Scoring asks for one token with
 ``logprobs``/``top_logprobs`` and reads each option's logprob among the 20 most likely first tokens
