@@ -7,7 +7,11 @@ Each test user's history is hidden; a simulator answers the onboarding questions
 hidden *training* history only (a genre question with their most-liked genre; "Have you seen X?"
 with "Loved it" when X is a liked training item, "Not for me" when it is another training item,
 "Haven't seen it" otherwise; once onboarding is over, it names its most recent liked training
-item). After 0, 1, 2, 3 and 5 answers the pipeline recommends 10 items and the held-out test item
+item). ``--opening``: how it answers the app's welcome (which offers genre chips): ``genre`` (default) with
+that genre, so the app goes on to its "Have you seen X?" questions; ``film`` by naming its most recent liked
+film, as before 2026-12-01 (the app then asks for a genre, a liked film plus a genre is already enough, and no
+"Have you seen X?" question is ever asked, so ``split`` and ``random`` below cannot differ). After 0, 1, 2, 3
+and 5 answers the pipeline recommends 10 items and the held-out test item
 is looked up. Baselines on the same users: most-popular, and the full-history pipeline.
 
 ``--questions``: ``split`` asks what the app asks (the popular film whose genres split the current
@@ -37,6 +41,7 @@ import numpy as np
 from llmrec.baselines import TrainData, get_scorer
 from llmrec.chat import onboarding
 from llmrec.chat.engine import Conversation
+from llmrec.chat.present import WELCOME
 from llmrec.chat.store import ProfileStore
 from llmrec.config import RecommenderConfig
 from llmrec.data import preprocess
@@ -50,8 +55,9 @@ def ndcg_at_10(ranked: list[str], target: str) -> float:
     return 1.0 / math.log2(ranked.index(target) + 2) if target in ranked[:10] else 0.0
 
 
-def answer(reply_text: str, liked: list[str], train: set[str], items, genres: list[str], used: set[str]) -> str:
-    if "What kind of movie" in reply_text:
+def answer(reply_text: str, liked: list[str], train: set[str], items, genres: list[str], used: set[str],
+           opening: str = "genre") -> str:  # fmt: skip
+    if "What kind of movie" in reply_text or (opening == "genre" and reply_text == WELCOME):
         return genres[0] if genres else "skip"
     if "Have you seen" in reply_text:
         for item_id in list(train):
@@ -188,7 +194,8 @@ def remember_retrieval(rec: Recommender) -> None:
     rec.retriever = retriever  # type: ignore[method-assign]
 
 
-def run(rec: Recommender, seq: Any, users: np.ndarray, popular: list[str], question: Any) -> dict[int, list[float]]:
+def run(rec: Recommender, seq: Any, users: np.ndarray, popular: list[str], question: Any,
+        opening: str = "genre") -> dict[int, list[float]]:  # fmt: skip
     original = onboarding.next_item_question
     if question is not None:
         onboarding.next_item_question = question
@@ -214,7 +221,7 @@ def run(rec: Recommender, seq: Any, users: np.ndarray, popular: list[str], quest
                     if not ranked:  # nothing known yet: what the app shows after "skip" is the popular list
                         ranked = [i for i in popular if i not in profile.seen][:10]
                     scores[n].append(ndcg_at_10(ranked, target))
-                message = answer(reply.text, liked, set(ids), rec.items, genres, used)
+                message = answer(reply.text, liked, set(ids), rec.items, genres, used, opening)
                 if n < last:
                     reply = convo.handle(message)
                 else:  # the reply to the last answer is never scored, so it is made without retrieval (speed);
@@ -254,6 +261,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--questions", choices=("split", "random", "both"), default="split")
     parser.add_argument("--composition", choices=("today", "new"), default="today")
+    parser.add_argument("--opening", choices=("genre", "film"), default="genre",
+                        help="the newcomer's answer to the welcome: its most-liked genre, or a liked film")
     parser.add_argument("--understanding", choices=("rules", "llm"), default="rules",
                         help="how the chat reads the simulated answers (llm: seconds a message on 2 cores)")
     args = parser.parse_args()
@@ -280,12 +289,13 @@ def main() -> None:
     popular = [i for i, _ in counts.most_common(200)]
     rng = np.random.default_rng(args.seed)
     users = rng.choice(seq.n_users, size=min(args.users, seq.n_users), replace=False)
-    out: dict[str, Any] = {"users": len(users), "seed": args.seed, "composition": args.composition}
+    out: dict[str, Any] = {"users": len(users), "seed": args.seed, "composition": args.composition,
+                           "opening": args.opening}  # fmt: skip
     modes = ("split", "random") if args.questions == "both" else (args.questions,)
     per_mode = {}
     for mode in modes:
         question = random_questions(args.seed) if mode == "random" else None
-        per_mode[mode] = run(rec, seq, users, popular, question)
+        per_mode[mode] = run(rec, seq, users, popular, question, args.opening)
         out[f"{mode} questions"] = {f"after {n} answers": summary(v) for n, v in per_mode[mode].items()}
     if len(per_mode) == 2:  # the same users under both: the paired difference is the fair comparison
         out["split minus random"] = {f"after {n} answers": paired(per_mode["split"][n], per_mode["random"][n])
