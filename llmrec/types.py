@@ -92,6 +92,9 @@ class UserProfile:
     excluded: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     constraints: Constraints = field(default_factory=Constraints)
+    # Liked films outside the rated catalogue (ids of ``ml-25m-keywords/movies_all.csv``, in the order named): never
+    # history or candidates; the dialogue scorer reads them as context after the history (``llmrec.chat.outside``).
+    outside_liked: tuple[str, ...] = ()
 
     @property
     def seen(self) -> frozenset[str]:

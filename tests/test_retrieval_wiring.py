@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fixtures_catalog import PopularityScorer, toy_dataset
+from fixtures_catalog import ITEMS, PopularityScorer, toy_dataset
+from llmrec.chat.state import ChatState
 from llmrec.config import RecommenderConfig
 from llmrec.data.dataset import Dataset, Interactions
 from llmrec.embedding import HashingEmbedder
@@ -15,7 +17,7 @@ from llmrec.errors import ConfigError
 from llmrec.index.memory import MemoryIndex
 from llmrec.indexing import build_index, store_spec
 from llmrec.pipeline import Recommender
-from llmrec.types import Item
+from llmrec.types import Item, UserProfile
 
 FIXTURE = Path(__file__).parent / "data" / "redial_tiny.jsonl"
 # ReDial's movie list for the fixture dialogues: three of its films are in the toy catalogue, Up is not.
@@ -87,6 +89,72 @@ def test_missing_dialogues_are_a_note_and_the_other_scorers_still_answer(tmp_pat
     assert not any("dialogue" in n for n in found.notes)
     assert [r.item.item_id for r in found.items] == [
         r.item.item_id for r in plain.recommend(plain.profile(likes=["Toy Story (1995)"]), k=3).items]
+
+
+# -- liked films outside the rated catalogue as dialogue context -------------------------------------------
+UP = "68954"  # Up (2009): ReDial's 444 in the fixture dialogues, in movies_all.csv, not in the toy catalogue
+PARASITE = "202439"  # in movies_all.csv, never in the fixture dialogues
+
+
+def _movies_all(data_dir: Path) -> Path:
+    """A small ``ml-25m-keywords/movies_all.csv``: the toy catalogue (same ids) and Up, outside it."""
+    folder = data_dir / "ml-25m-keywords"
+    folder.mkdir(parents=True)
+    rows = [(i, item.display_title, "|".join(item.genres)) for i, item in ITEMS.items()]
+    rows += [(UP, "Up (2009)", "Adventure|Animation"), (PARASITE, "Parasite (2019)", "Comedy|Drama")]
+    lines = ["movieId,title,genres"] + [",".join(f'"{v}"' for v in row) for row in rows]
+    (folder / "movies_all.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return data_dir
+
+
+def _up_fan(film: str = UP) -> UserProfile:
+    """A chat profile whose only liked film is outside the catalogue (its text preference, no history)."""
+    return ChatState("fan", outside_liked=[film]).to_profile(None, {film: Item(film, "Up", 2009, ("Animation",))})
+
+
+def test_the_chat_profile_carries_the_liked_films_outside_the_catalogue():
+    profile = _up_fan()
+    assert profile.outside_liked == (UP,) and not profile.history and profile.stated_preferences
+    assert UserProfile().outside_liked == () and ChatState("x").to_profile() == UserProfile(user_id="x")
+
+
+def test_a_liked_film_outside_the_catalogue_is_context_for_the_dialogue_scorer(dialogues: Path, tmp_path: Path):
+    data = {"min_count": 1, "data_dir": str(_movies_all(tmp_path / "data"))}
+    rec = _recommender(toy_dataset(), data=data, retrieval={"retriever": "dialogue", "dialogue_file": str(dialogues)})
+    plain = rec.recommend(rec.profile(likes=["Toy Story (1995)"]), k=5)
+    assert {r.item.item_id for r in plain.items} == {"2", "7"}
+    assert rec.dialogue_scorer.outside is not None and rec.dialogue_scorer.outside._to_model is None  # not read yet
+    # Up comes up with Toy Story, Shrek and Monsters, Inc. in the fixture dialogues: all three are candidates; Up
+    # itself (ReDial's 444, outside the catalogue) never is.
+    recs = rec.recommend(_up_fan(), k=5)
+    assert {r.item.item_id for r in recs.items} == {"1", "2", "7"}
+    assert rec.dialogue_scorer.outside.to_model == {UP: "444"}
+    assert all("people who talked about Up were" in (r.evidence.collaborative or "") for r in recs.items)
+    assert all(r.evidence.similar_liked == () for r in recs.items)  # catalogue ids only
+    found = rec.dialogue_scorer.retriever(rec.items).retrieve(_up_fan(), 50)
+    assert UP not in {c.item_id for c in found} and {c.item_id for c in found} <= set(rec.items)
+    # After the liked history: with Toy Story liked too, Toy Story is history and Up adds nothing else here.
+    both = rec.recommend(replace(rec.profile(likes=["Toy Story (1995)"]), outside_liked=(UP,)), k=5)
+    assert {r.item.item_id for r in both.items} == {"2", "7"}
+    hybrid = rec.variant(retrieval={"retriever": "hybrid", "dialogue_weight": 1.0})
+    assert any("dialogue" in r.sources for r in hybrid.recommend(_up_fan(), k=8).items)
+
+
+def test_without_movies_all_a_liked_film_outside_the_catalogue_changes_nothing(dialogues: Path, tmp_path: Path):
+    data = {"min_count": 1, "data_dir": str(tmp_path)}
+    alone = _recommender(toy_dataset(), data=data, retrieval={"retriever": "dialogue", "dialogue_file": str(dialogues)})
+    assert alone.recommend(_up_fan(), k=5).items == [] and alone.dialogue_scorer.outside is None
+    on = _recommender(toy_dataset(), data=data, retrieval={"dialogue_file": str(dialogues), "dialogue_weight": 1.0})
+    off = _recommender(toy_dataset(), data=data, retrieval={"dialogue_file": str(dialogues), "dialogue_weight": 0.0})
+    found_on, found_off = on.recommend(_up_fan(), k=8), off.recommend(_up_fan(), k=8)
+    assert [r.item.item_id for r in found_on.items] == [r.item.item_id for r in found_off.items]
+    assert not any("dialogue" in r.sources for r in found_on.items)
+    # With movies_all.csv, an outside film the dialogues never mention changes nothing either.
+    data = {"min_count": 1, "data_dir": str(_movies_all(tmp_path / "data"))}
+    on = _recommender(toy_dataset(), data=data, retrieval={"dialogue_file": str(dialogues), "dialogue_weight": 1.0})
+    unknown = on.recommend(_up_fan(PARASITE), k=8).items
+    assert [r.item.item_id for r in unknown] == [r.item.item_id for r in found_off.items]
+    assert on.dialogue_scorer.outside_context([PARASITE, UP]) == ["444"]
 
 
 def test_an_unknown_retriever_kind_is_refused_with_the_choices():

@@ -7,7 +7,8 @@ pipeline uses, its limits as the profile's ``Constraints`` (which the pipeline a
 
 Films liked or disliked that the rated catalogue lacks (``llmrec.chat.outside``) are kept apart, in
 ``outside_liked`` / ``outside_disliked``: they cannot be history (no vector, no ratings), so ``to_profile``
-turns each into a stated preference from its title, genres and keywords.
+turns each into a stated preference from its title, genres and keywords; the liked ones' ids also go on as the
+profile's ``outside_liked`` (the dialogue scorer's context).
 """
 
 from __future__ import annotations
@@ -112,4 +113,5 @@ class ChatState:
             excluded=tuple(dict.fromkeys([*base.excluded, *self.seen])),
             notes=base.notes,
             constraints=constraints,
+            outside_liked=tuple(dict.fromkeys([*base.outside_liked, *self.outside_liked])),
         )

@@ -260,9 +260,11 @@ def dialogue_file(config: RecommenderConfig) -> Any:
 
 
 def build_dialogue_scorer(config: RecommenderConfig, owner: Any) -> Any:
-    """The dialogue model fitted on ``dialogue_file(config)`` and mapped onto the owner's catalogue."""
+    """The dialogue model fitted on ``dialogue_file(config)`` and mapped onto the owner's catalogue (and onto the
+    films outside it, ``movies_all.csv``, when the data folder has them: read when a profile likes one)."""
     import numpy as np
 
+    from llmrec.chat.outside import outside_films
     from llmrec.retrieval.dialogue import load_dialogue_scorer
 
     path = dialogue_file(config)
@@ -270,12 +272,14 @@ def build_dialogue_scorer(config: RecommenderConfig, owner: Any) -> Any:
         raise DataError("no training dialogues: set retrieval.dialogue_file, or --data-dir to a folder holding "
                         "redial/train.jsonl.gz")  # fmt: skip
     ids, counts = np.unique(owner.dataset.interactions.item_ids, return_counts=True)
-    return load_dialogue_scorer(path, owner.items, dict(zip(ids.tolist(), counts.tolist())))
+    popularity = dict(zip(ids.tolist(), counts.tolist()))
+    return load_dialogue_scorer(path, owner.items, popularity, outside=outside_films(owner))
 
 
 def _dialogue_retriever(config: RecommenderConfig, owner: Any, profile: UserProfile) -> tuple[Any, list[str]]:
-    if not profile.history:
-        return None, ["dialogue retrieval skipped: it needs films the user named or liked"]
+    skipped = "dialogue retrieval skipped: it needs films the user named or liked"
+    if not profile.history and not profile.outside_liked:
+        return None, [skipped]
     try:
         scorer = owner.dialogue_scorer
     except DataError as exc:
@@ -285,6 +289,8 @@ def _dialogue_retriever(config: RecommenderConfig, owner: Any, profile: UserProf
             logging.getLogger(__name__).info("dialogue retrieval skipped: %s", exc)
             return None, []
         return None, [f"dialogue retrieval skipped: {exc}"]
+    if not profile.history and not scorer.outside_context(profile.outside_liked):  # outside films it lacks: as before
+        return None, [skipped]
     return scorer.retriever(owner.items), []
 
 

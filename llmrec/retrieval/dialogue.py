@@ -21,12 +21,19 @@ are skipped). ``SuggestionPopularityRetriever`` is the popularity signal alone. 
 lets a retriever of one catalogue (e.g. the MovieLens collaborative model) serve another.
 ``load_dialogue_scorer`` fits the model on a dialogue file and maps it onto any catalogue by title and
 year: what the pipeline builds for ``retrieval.retriever = "dialogue"`` or ``retrieval.dialogue_weight``.
+
+Liked films outside the rated catalogue (``UserProfile.outside_liked``: ids of MovieLens-25M's ``movies_all.csv``,
+``llmrec.chat.outside``) are context too: given those films, ``OutsideContext`` maps them to the model's ids by
+the same title and year matching, on the first profile that names one (the ReDial movies the rated catalogue
+already has are left to it). They come after the liked history, in the order given, and are never candidates.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +46,8 @@ from llmrec.retrieval import Retriever, top_candidates
 from llmrec.types import Candidate, Evidence, HistoryEntry, Item, UserProfile
 
 CATALOGUE_NAME = "movies_with_mentions.csv"  # ReDial's movie list, beside its dialogue files
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,57 @@ def _ordered_context(profile: UserProfile, to_model: Mapping[str, str] | None) -
     return [to_model[i] for i in ids if i in to_model]
 
 
+@dataclass(eq=False)
+class OutsideContext:
+    """Films outside the rated catalogue as dialogue context: their ids -> the model's (ReDial) ids, matched by
+    title and year (``load_redial_catalogue``, as for the rated catalogue) on first use, since reading ``films``
+    loads ``movies_all.csv``. ``taken``: ReDial ids already mapped to the rated catalogue (left to it). A file
+    that cannot be read leaves the mapping empty (logged): the outside films add no context, as before."""
+
+    films: Mapping[str, Item]
+    catalogue_path: Path
+    taken: frozenset[str] = frozenset()
+    _to_model: dict[str, str] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def to_model(self) -> dict[str, str]:
+        if self._to_model is None:
+            with self._lock:
+                if self._to_model is None:
+                    self._to_model = self._match()
+        return self._to_model
+
+    def _match(self) -> dict[str, str]:
+        from llmrec.data.redial import load_redial_catalogue
+
+        try:
+            films = dict(self.films)  # a plain dict: ``OutsideFilms.items`` is its loaded films, not the method
+            if not films:
+                return {}
+            catalogue = load_redial_catalogue(self.catalogue_path.parent, films, path=self.catalogue_path)
+        except (DataError, OSError, ValueError) as exc:
+            log.warning("liked films outside the rated catalogue give the dialogue scorer no context: %s", exc)
+            return {}
+        found = {ml_id: redial_id for ml_id, redial_id in catalogue.from_movielens().items()
+                 if redial_id not in self.taken}  # fmt: skip
+        log.info("%d films outside the rated catalogue matched the training dialogues' movie list", len(found))
+        return found
+
+    def context(self, outside_ids: Sequence[str]) -> list[str]:
+        """The model ids of ``outside_ids`` (in the order given) that the dialogues' movie list has."""
+        if not outside_ids:
+            return []
+        to_model = self.to_model
+        return [to_model[i] for i in outside_ids if i in to_model]
+
+    def title(self, model_id: str) -> str | None:
+        """The title of the outside film mapped to ``model_id`` (None: none is)."""
+        item_id = next((i for i, m in self.to_model.items() if m == model_id), None)
+        item = self.films.get(item_id) if item_id is not None else None
+        return split_title_year(item.display_title)[0] if item is not None else None
+
+
 def _title(items: Mapping[str, Item] | None, item_id: str) -> str:
     """The film's title as people say it, without the year ("The Matrix"); the id when unknown."""
     item = items.get(item_id) if items is not None else None
@@ -161,16 +221,20 @@ class DialogueRetriever:
 
     ``to_model`` maps the catalogue's ids to the model's (None: the same ids); candidates are mapped
     back and limited to ``items`` when given. Profiles with no known movie get no candidates.
+    ``outside``: the profile's liked films outside the catalogue (``outside_liked``) as context after its
+    history; never candidates (only ``to_model``'s ids map back).
     """
 
     name = "dialogue"
 
     def __init__(self, model: DialogueModel, items: Mapping[str, Item] | None = None,
-                 to_model: Mapping[str, str] | None = None, name: str = "dialogue") -> None:  # fmt: skip
+                 to_model: Mapping[str, str] | None = None, name: str = "dialogue",
+                 outside: OutsideContext | None = None) -> None:  # fmt: skip
         self.model = model
         self.items = items
         self.to_model = to_model
         self.name = name
+        self.outside = outside
         self.from_model: dict[str, str] = {}
         if to_model is not None:
             for catalogue_id, model_id in to_model.items():
@@ -184,6 +248,8 @@ class DialogueRetriever:
 
     def retrieve(self, profile: UserProfile, k: int) -> list[Candidate]:
         context = _ordered_context(profile, self.to_model)
+        if self.outside is not None and self.to_model is not None:
+            context += self.outside.context(profile.outside_liked)
         rows, parts = self.model.contributions(context)
         if k <= 0 or not rows:
             return []
@@ -199,12 +265,23 @@ class DialogueRetriever:
         for item_id, score in top_candidates(pool, k, banned=profile.seen):
             evidence = Evidence(stage_scores=((self.name, score),))
             best = int(np.argmax(parts[:, columns[item_id]]))
-            if parts[best, columns[item_id]] > 0 and (anchor := self._catalogue_id(self.model.ids[rows[best]])):
-                title = _title(self.items, anchor)
-                line = f"in conversations, people who talked about {title} were often recommended it"
-                evidence = Evidence(similar_liked=(anchor,), collaborative=line, stage_scores=evidence.stage_scores)
+            if parts[best, columns[item_id]] > 0:
+                evidence = self._evidence(self.model.ids[rows[best]], evidence)
             out.append(Candidate(item_id, score, (self.name,), evidence))
         return out
+
+    def _evidence(self, anchor_model_id: str, evidence: Evidence) -> Evidence:
+        """The line naming the context movie that contributed most (an outside film: by title, not as an id)."""
+        anchor = self._catalogue_id(anchor_model_id)
+        if anchor is not None:
+            title: str | None = _title(self.items, anchor)
+        else:
+            title = self.outside.title(anchor_model_id) if self.outside is not None else None
+        if title is None:
+            return evidence
+        line = f"in conversations, people who talked about {title} were often recommended it"
+        similar = (anchor,) if anchor is not None else ()  # similar_liked holds catalogue ids only
+        return Evidence(similar_liked=similar, collaborative=line, stage_scores=evidence.stage_scores)
 
 
 class SuggestionPopularityRetriever:
@@ -276,25 +353,34 @@ def context_profile(movies: Sequence[str], preferences: Sequence[str] = (), user
 
 @dataclass(frozen=True)
 class DialogueScorer:
-    """A ``DialogueModel`` fitted for one catalogue: the model, the catalogue id -> model id mapping, and counts."""
+    """A ``DialogueModel`` fitted for one catalogue: the model, the catalogue id -> model id mapping, and counts;
+    ``outside``: liked films outside the catalogue as context (None: not read)."""
 
     model: DialogueModel
     to_model: Mapping[str, str]
     counts: Mapping[str, int]
+    outside: OutsideContext | None = None
 
     def retriever(self, items: Mapping[str, Item], name: str = "dialogue") -> DialogueRetriever:
-        return DialogueRetriever(self.model, items, to_model=self.to_model, name=name)
+        return DialogueRetriever(self.model, items, to_model=self.to_model, name=name, outside=self.outside)
+
+    def outside_context(self, outside_ids: Sequence[str]) -> list[str]:
+        """The model ids of the given liked films outside the catalogue that the dialogues' movie list has (in
+        that order; [] without outside films)."""
+        return self.outside.context(outside_ids) if self.outside is not None else []
 
 
 def load_dialogue_scorer(path: str | Path, items: Mapping[str, Item], popularity: Mapping[str, float] | None = None,
-                         config: DialogueConfig | None = None) -> DialogueScorer:  # fmt: skip
+                         config: DialogueConfig | None = None, outside: Mapping[str, Item] | None = None
+                         ) -> DialogueScorer:  # fmt: skip
     """The dialogue model fitted on the training dialogues at ``path`` (ReDial JSON lines, ``.gz`` allowed),
     served to the catalogue ``items`` (any ids) through titles and years.
 
     The movie list is ``movies_with_mentions.csv`` beside ``path``; its titles are matched to ``items``
     (``popularity``: item id -> count, settles titles naming several films). Dialogues that cannot be read
     are skipped and counted; a file without dialogues, or a catalogue sharing no film with them, is a
-    ``DataError`` naming the file.
+    ``DataError`` naming the file. ``outside``: films outside ``items`` (e.g. ``llmrec.chat.outside.OutsideFilms``,
+    read only when a profile likes one) whose ReDial movies become context for such profiles.
     """
     from llmrec.data.redial import LoadReport, load_dialogues, load_redial_catalogue
 
@@ -312,4 +398,7 @@ def load_dialogue_scorer(path: str | Path, items: Mapping[str, Item], popularity
     model = DialogueModel.fit(dialogues, catalogue.items, config)
     counts = {"dialogues": len(dialogues), **dict(catalogue.counts), "catalogue items reachable": len(to_model)}
     counts.update({f"skipped: {why}": n for why, n in report.skipped.items()})
-    return DialogueScorer(model, to_model, counts)
+    context = None
+    if outside is not None:
+        context = OutsideContext(outside, path.parent / CATALOGUE_NAME, frozenset(catalogue.to_movielens))
+    return DialogueScorer(model, to_model, counts, context)
