@@ -60,10 +60,12 @@ from llmrec.data.redial import (
     written_out,
 )
 from llmrec.retrieval.dialogue import (
+    CATALOGUE_NAME,
     DialogueConfig,
     DialogueModel,
     DialogueRetriever,
     IdMappedRetriever,
+    OutsideContext,
     SuggestionPopularityRetriever,
     context_profile,
 )
@@ -195,15 +197,19 @@ class Parts:
 
     def product_retrievers(self, model: DialogueModel) -> dict[str, Any]:
         """Every retriever over the MovieLens catalogue (MovieLens ids); the dialogue model through the mapping."""
+        from llmrec.chat.outside import OutsideFilms
         from llmrec.retrieval.collaborative import CollaborativeRetriever
         from llmrec.retrieval.text import TextRetriever
 
         items = self.movielens.items
         scorer, seq = self.cf
         to_model = self.catalogue.from_movielens(items)
+        # films the seeker liked that ml-latest-small lacks (the chat keeps them from movies_all.csv) are context too
+        films = OutsideFilms(self.data_dir.resolve(), items)
+        outside = OutsideContext(films, self.data_dir / "redial" / CATALOGUE_NAME, frozenset(to_model.values()))
         return {"cf": CollaborativeRetriever(scorer, seq, label="ease", items=items),
                 "text": TextRetriever(self.store("ml-latest-small", items), self.embedder, items=items),
-                "dialogue": DialogueRetriever(model, items, to_model=to_model),
+                "dialogue": DialogueRetriever(model, items, to_model=to_model, outside=outside),
                 "popularity": SuggestionPopularityRetriever(model, items, to_model=to_model)}  # fmt: skip
 
 
