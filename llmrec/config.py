@@ -58,10 +58,11 @@ class RetrievalConfig(_Section):
     retriever: str = Field("hybrid", description="Candidate source: hybrid, text, cf or dialogue.")
     cf_model: str = Field("ease", description="Collaborative scorer used by the cf and hybrid retrievers.")
     dialogue_weight: float = Field(
-        0.0, ge=0.0, le=10.0,
+        1.0, ge=0.0, le=10.0,
         description="Weight of the dialogue scorer (films recommended together in conversations: ReDial's training "
                     "dialogues) in the hybrid retriever, beside text 0.25 and cf 1, for profiles of conversation size "
-                    "(see dialogue_max_liked); 0: left out.",
+                    "(see dialogue_max_liked); 0: left out. On by default: on all 342 ReDial development dialogues "
+                    "it lifts the chat's Recall@10 from 0.052 to 0.082 (docs/benchmarks/redial.md).",
     )  # fmt: skip
     dialogue_max_liked: int = Field(
         5, ge=0, le=10_000,

@@ -59,7 +59,7 @@ def test_the_config_selects_the_dialogue_scorer_and_its_candidates_come_from_the
 def test_the_hybrid_retriever_fuses_the_dialogue_scorer_only_when_it_has_a_weight(dialogues: Path):
     likes = ["Toy Story (1995)"]
     off = _recommender(toy_dataset(), retrieval={"dialogue_file": str(dialogues), "dialogue_weight": 0.0})
-    on = _recommender(toy_dataset(), retrieval={"dialogue_file": str(dialogues), "dialogue_weight": 1.0})
+    on = _recommender(toy_dataset(), retrieval={"dialogue_file": str(dialogues)})  # on by default
     found_off = off.recommend(off.profile(likes=likes), k=8).items
     found_on = on.recommend(on.profile(likes=likes), k=8).items
     assert not any("dialogue" in r.sources for r in found_off)
@@ -83,8 +83,8 @@ def test_missing_dialogues_are_a_note_and_the_other_scorers_still_answer(tmp_pat
     assert alone.recommend(alone.profile(likes=["Toy Story (1995)"])).items == []
     # The default file (<data dir>/redial/train.jsonl.gz) is optional: without it, no note, the same list as without
     # the dialogue scorer.
-    default = _recommender(toy_dataset(), data={"data_dir": str(tmp_path)}, retrieval={"dialogue_weight": 1.0})
-    plain = _recommender(toy_dataset(), data={"data_dir": str(tmp_path)})
+    default = _recommender(toy_dataset(), data={"data_dir": str(tmp_path)})
+    plain = _recommender(toy_dataset(), data={"data_dir": str(tmp_path)}, retrieval={"dialogue_weight": 0.0})
     found = default.recommend(default.profile(likes=["Toy Story (1995)"]), k=3)
     assert not any("dialogue" in n for n in found.notes)
     assert [r.item.item_id for r in found.items] == [
