@@ -502,10 +502,11 @@ def test_ranker_and_explainer_adapters_share_one_model_and_each_task_uses_its_ow
     assert both.adapters == {"rank": rank_dir, "explain": explain_dir}
     base_scores = base.score_options(messages, labels)
     assert not np.allclose(rank_only.score_options(messages, labels), base_scores, atol=1e-3)  # the adapter acts
-    # Scoring runs under the ranker's adapter, never the explainer's ...
+    # Scoring runs under the ranker's adapter, never the explainer's ... (1e-4: two float32 model instances differ
+    # by up to ~3e-5 run to run on CPU; an adapter that acts moves the scores by more than 1e-3, checked above)
     np.testing.assert_allclose(both.score_options(messages, labels), rank_only.score_options(messages, labels),
-                               atol=1e-5)  # fmt: skip
-    np.testing.assert_allclose(explain_only.score_options(messages, labels), base_scores, atol=1e-5)
+                               atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(explain_only.score_options(messages, labels), base_scores, atol=1e-4)
     # ... and generation under the explainer's, never the ranker's.
     base_text = base.generate(prompt, 12)
     assert rank_only.generate(prompt, 12) == base_text
