@@ -152,7 +152,7 @@ def button_feedback(world: World, state: ChatState, item_id: str, kind: str) -> 
 # Why and why not ------------------------------------------------------------------------------------------
 def why(world: World, state: ChatState, item_id: str) -> Reply:
     if item_id not in world.items and item_id in world.outside:  # named by the user, never recommended
-        kept = item_id in state.outside_liked or item_id in state.outside_disliked
+        kept = state.keeps_outside(item_id)
         return Reply(show.outside_not_recommended(world.outside[item_id], kept), chips=("Recommend something",))
     entry = state.shown_item(item_id)
     state.last_item = item_id
@@ -165,7 +165,7 @@ def why(world: World, state: ChatState, item_id: str) -> Reply:
 def why_not(world: World, state: ChatState, item_id: str) -> Reply:
     if item_id not in world.items:
         known = world.outside.get(item_id)
-        kept = item_id in state.outside_liked or item_id in state.outside_disliked
+        kept = state.keeps_outside(item_id)
         text = show.outside_not_recommended(known, kept) if known else "I don't know that film; ask about another."
         return Reply(text, chips=("Recommend something",))
     item = world.items[item_id]

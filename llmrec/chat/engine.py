@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -154,7 +153,7 @@ class Conversation:
         focus = state.last_item if state.last_item in items else None
         last = next((t.text for t in reversed(self.store.turns(self.user_id, limit=3)) if t.role == "assistant"), "")
         options = state.pending.get("options", [])
-        films = ChainMap(items, self.outside)  # the rated catalogue first; outside ids only for outside options
+        films = actions.films(self)  # the rated catalogue first; outside ids only for outside options
         pending = tuple((i, films[i].display_title) for i in options if i in films)
         return ReadingContext(cards=cards, focus=focus, focus_title=items[focus].display_title if focus else "",
                               last_reply=last, pending=pending, outside=self.outside_finder)  # fmt: skip

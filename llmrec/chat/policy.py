@@ -128,7 +128,7 @@ def _outside_chosen(world: World, state: ChatState, item_id: str, stance: str) -
     item = world.outside[item_id]
     title = item.display_title
     if stance in ("why", "why_not"):
-        kept = item_id in state.outside_liked or item_id in state.outside_disliked
+        kept = state.keeps_outside(item_id)
         return Reply(show.outside_not_recommended(item, kept), chips=("Recommend something",))
     if stance == "asked":
         return Reply(show.outside_about(item), chips=("Recommend something",))

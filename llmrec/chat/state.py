@@ -68,6 +68,10 @@ class ChatState:
     outside_liked: list[str] = field(default_factory=list)  # films outside the rated catalogue (MovieLens ids)
     outside_disliked: list[str] = field(default_factory=list)
 
+    def keeps_outside(self, item_id: str) -> bool:
+        """Whether ``item_id`` is a film outside the rated catalogue this user said they liked or disliked."""
+        return item_id in self.outside_liked or item_id in self.outside_disliked
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -34,6 +34,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -203,9 +204,17 @@ class OutsideContext:
         to_model = self.to_model
         return [to_model[i] for i in outside_ids if i in to_model]
 
+    @cached_property
+    def _from_model(self) -> dict[str, str]:
+        """The model's ids -> the first outside film mapped to each (built once, for the evidence lines)."""
+        back: dict[str, str] = {}
+        for item_id, model_id in self.to_model.items():
+            back.setdefault(model_id, item_id)
+        return back
+
     def title(self, model_id: str) -> str | None:
         """The title of the outside film mapped to ``model_id`` (None: none is)."""
-        item_id = next((i for i, m in self.to_model.items() if m == model_id), None)
+        item_id = self._from_model.get(model_id)
         item = self.films.get(item_id) if item_id is not None else None
         return split_title_year(item.display_title)[0] if item is not None else None
 
