@@ -118,6 +118,16 @@ class LoraTrainConfig:
     test_users: int = field(
         default=0, metadata=_help("users evaluated on the test item after training (0 = none, -1 = all)")
     )
+    synthetic_share: float = field(
+        default=0.4,
+        metadata=_help("task 'understand': share of the training pairs that are synthetic template messages "
+                       "(the rest are ReDial seeker turns)"),
+    )  # fmt: skip
+    redial_liked_only_keep: float = field(
+        default=1.0,
+        metadata=_help("task 'understand': share of the ReDial turns whose reading is only liked films (most of the "
+                       "seekers' labels are 'liked') kept in the training pool; lower it to balance the stances"),
+    )  # fmt: skip
 
     # Optimisation ----------------------------------------------------------------------------
     learning_rate: float = field(default=2e-4, metadata=_help("peak AdamW learning rate"))
@@ -159,6 +169,9 @@ class LoraTrainConfig:
         if self.candidates in ("insert", "random") and self.candidate_order == "retrieval":
             raise ConfigError(f"finetune: candidates = {self.candidates!r} needs candidate_order = 'shuffled' (in a "
                               "fixed order the answer's position would give it away)")  # fmt: skip
+        if not 0.0 <= self.synthetic_share < 1.0 or not 0.0 < self.redial_liked_only_keep <= 1.0:
+            raise ConfigError(f"finetune: synthetic_share must be in [0, 1) and redial_liked_only_keep in (0, 1], got "
+                              f"{self.synthetic_share}, {self.redial_liked_only_keep}")  # fmt: skip
         if self.kl_weight < 0:
             raise ConfigError(f"finetune: kl_weight must be >= 0, got {self.kl_weight}")
         if not self.prompt or self.prompt.count("@") > 1:

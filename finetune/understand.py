@@ -30,6 +30,7 @@ from finetune.loop import TrainingLoop
 from finetune.train import accumulated_update, build_lora, seeded_batch
 from finetune.understand_data import (
     UnderstandExample,
+    balance_stances,
     read_redial,
     redial_examples,
     split_examples,
@@ -40,7 +41,6 @@ from llmrec.errors import ConfigError
 log = logging.getLogger(__name__)
 LOSS = "causal LM cross-entropy on the answer tokens (prompt masked)"
 REDIAL_TRAIN = Path("redial") / "train.jsonl.gz"
-SYNTHETIC_SHARE = 0.4  # of the training pairs
 HELD_SHARE = 0.06
 MAX_NEW_TOKENS = 48  # held-out readings: a right one is ~10-40 tokens; the zero-shot model can ramble to any cap
 
@@ -105,14 +105,15 @@ class UnderstandTuner(TrainingLoop):
         ids, counts = np.unique(dataset.interactions.item_ids, return_counts=True)
         popularity = dict(zip(ids.tolist(), counts.tolist()))
         dialogues = read_redial(Path(cfg.data_dir) / REDIAL_TRAIN)
-        redial = redial_examples(dialogues, cfg.seed)
-        n_synthetic = int(cfg.examples * SYNTHETIC_SHARE / (1 - SYNTHETIC_SHARE) * 1.1)
+        redial = balance_stances(redial_examples(dialogues, cfg.seed), cfg.redial_liked_only_keep, cfg.seed + 3)
+        share = cfg.synthetic_share
+        n_synthetic = int(cfg.examples * share / (1 - share) * 1.1) if share else 0
         synthetic = synthetic_examples(dataset.items, popularity, n_synthetic, cfg.seed + 7)
         train, held = split_examples([*redial, *synthetic], HELD_SHARE, cfg.seed + 1)
         rng = np.random.default_rng(cfg.seed)
         train_redial = [e for e in train if e.source == "redial"]
         train_synth = [e for e in train if e.source != "redial"]
-        n_redial = min(len(train_redial), cfg.examples - int(cfg.examples * SYNTHETIC_SHARE))
+        n_redial = min(len(train_redial), cfg.examples - int(cfg.examples * share))
         picked = [train_redial[i] for i in sorted(rng.choice(len(train_redial), n_redial, replace=False))]
         picked += train_synth[: cfg.examples - n_redial]
         self.examples = [picked[i] for i in rng.permutation(len(picked))]

@@ -223,6 +223,22 @@ def _redial_turn(raw: str, names: Mapping[str, str], labels: Mapping[str, Any], 
     return UnderstandExample("redial", group, text, context, target)
 
 
+def balance_stances(examples: Sequence[UnderstandExample], liked_only_keep: float,
+                    seed: int) -> list[UnderstandExample]:  # fmt: skip
+    """``examples`` with only a ``liked_only_keep`` share of those whose reading is liked films and nothing else.
+
+    Most ReDial seekers call every film they mention liked; trained on them as they come, a reader learns to call
+    every film liked and to leave dislikes and avoided genres empty (measured: disliked titles F1 0.09)."""
+    if liked_only_keep >= 1.0:
+        return list(examples)
+    rng = np.random.default_rng(seed)
+    return [e for e in examples if not _liked_only(e.target) or rng.random() < liked_only_keep]
+
+
+def _liked_only(reading: Reading) -> bool:
+    return bool(reading.liked) and not reading.requests and {s for s, _ in reading.phrases()} == {"liked"}
+
+
 # Synthetic messages ------------------------------------------------------------------------------------
 def main_title(item: Item) -> str:
     """The title people type: the display title without its year or alternate title ("The Matrix")."""
@@ -343,7 +359,40 @@ TEMPLATES: tuple[tuple[str, str, dict[str, tuple[str, ...]], tuple[str, ...]], .
     ("t56", "thanks! why {N} though?", {"asked": ("N",)}, ("why",)),
     ("t57", "not {N}, I've seen it. something newer?", {"seen": ("N",)}, ("newer",)),
     ("t58", "{A} made me cry, in a good way. more like that", {"liked": ("A",), "asked": ("A",)}, ("more_like",)),
+    # Dislikes and avoided genres next to likes: the ReDial turns are mostly "liked", so these balance them.
+    ("t59", "{A} and {B} were both great, but please skip {X}", {"liked": ("A", "B"), "disliked": ("X",)}, ()),
+    ("t60", "really liked {A}. {X} just isn't my thing though", {"liked": ("A",), "disliked": ("X",)}, ()),
+    ("t61", "{X} is not for me", {"disliked": ("X",)}, ()),
+    ("t62", "keep the {X} away from me", {"disliked": ("X",)}, ()),
+    ("t63", "{A} was a waste of two hours", {"disliked": ("A",)}, ()),
+    ("t64", "sorry but {A} was so dull", {"disliked": ("A",)}, ()),
+    ("t65", "{A} gets too much praise, {B} is far better", {"disliked": ("A",), "liked": ("B",)}, ()),
+    ("t66", "I'm into {A} and {B}, zero interest in {X}", {"liked": ("A", "B"), "disliked": ("X",)}, ()),
+    ("t67", "we liked {A} a lot, we avoid {X} though", {"liked": ("A",), "disliked": ("X",)}, ()),
+    ("t68", "{a} was sooo good!! not into {x} tho", {"liked": ("a",), "disliked": ("x",)}, ()),
+    ("t69", "had enough {X} lately. got anything {Y}?", {"disliked": ("X",), "liked": ("Y",)}, ("recommend",)),
+    ("t70", "favourites so far are {A}, {B} and {C}. what else would suit me?", {"liked": ("A", "B", "C")},
+     ("recommend",)),
+    ("t71", "{A} really wasn't good", {"disliked": ("A",)}, ()),
+    ("t72", "please avoid {X} and {Z}", {"disliked": ("X", "Z")}, ()),
+    ("t73", "{A} was brilliant and {B} was rubbish", {"liked": ("A",), "disliked": ("B",)}, ()),
+    ("t74", "stay away from {X}, find me some {Y}", {"disliked": ("X",), "liked": ("Y",)}, ("recommend",)),
+    ("t75", "watched {A} and disliked it", {"disliked": ("A",)}, ()),
+    ("t76", "{A} was ok but {X} generally isn't for me", {"seen": ("A",), "disliked": ("X",)}, ()),
+    ("t77", "why {N}? and can you make them newer", {"asked": ("N",)}, ("why", "newer")),
+    ("t78", "{N} was good, {M} was awful", {"liked": ("N",), "disliked": ("M",)}, ()),
+    ("t79", "no {X} this time, something {Y} instead", {"disliked": ("X",), "liked": ("Y",)}, ("recommend",)),
+    ("t80", "i like {x} and {y}, nothing with {z}", {"liked": ("x", "y"), "disliked": ("z",)}, ()),
+    ("t81", "{A} disappointed me. {B} on the other hand was perfect", {"disliked": ("A",), "liked": ("B",)}, ()),
+    ("t82", "I'll pass on {N}, seen it and disliked it. give me something else", {"disliked": ("N",)},
+     ("different",)),
+    ("t83", "loved {A}, hated {B}. suggest a few?", {"liked": ("A",), "disliked": ("B",)}, ("recommend",)),
 )  # fmt: skip
+# Plain genre words for negated slots {X} {Y} {Z} ({x} {y} {z} in lower case): "skip something funny" is not English.
+PLAIN_GENRES = ("horror", "horror films", "romance", "musicals", "westerns", "rom-coms", "war movies", "gore",
+                "anime", "documentaries", "sci-fi", "slashers", "cartoons", "dramas", "action films", "thrillers",
+                "comedies", "fantasy", "crime movies", "mysteries", "animation", "superhero movies",
+                "romantic comedies", "zombie movies", "period dramas", "kids films")  # fmt: skip
 
 
 def synthetic_examples(items: Mapping[str, Item], popularity: Mapping[str, int], n: int,
@@ -360,6 +409,8 @@ def synthetic_examples(items: Mapping[str, Item], popularity: Mapping[str, int],
                  "G": _pick(GENRE_WORDS, rng), "H": _pick(GENRE_WORDS, rng),
                  "D": _pick(DECADES, rng), "T": _pick(THEMES, rng), "P": _pick(PEOPLE, rng),
                  "N": _pick(ORDINAL_PHRASES, rng), "M": _pick(ORDINAL_PHRASES, rng)}  # fmt: skip
+        plain = [PLAIN_GENRES[int(j)] for j in rng.choice(len(PLAIN_GENRES), 3, replace=False)]
+        slots.update({"X": plain[0], "Y": plain[1], "Z": plain[2], "x": plain[0], "y": plain[1], "z": plain[2]})
         if slots["H"] == slots["G"] or slots["M"] == slots["N"] or ("{Ay}" in template and not films[0].year):
             continue
         slots["Ay"] = f"{main_title(films[0])} ({films[0].year})"

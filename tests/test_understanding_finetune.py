@@ -7,14 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from finetune.config import build_config
 from finetune.understand_data import (
+    UnderstandExample,
+    balance_stances,
     label_stance,
     redial_examples,
     split_examples,
     synthetic_examples,
 )
 from fixtures_catalog import ITEMS
-from llmrec.chat.understanding import Reading
+from llmrec.chat.understanding import Reading, ReadingContext
+from llmrec.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 DIALOGUE = {
@@ -56,8 +60,8 @@ def test_label_stance(label, text, stance):
 
 
 def test_synthetic_messages_copy_their_phrases_and_stay_out_of_the_evaluation_set():
-    examples = synthetic_examples(ITEMS, {i: 30 - int(i) for i in ITEMS}, 120, seed=3)
-    assert len(examples) > 100
+    examples = synthetic_examples(ITEMS, {i: 30 - int(i) for i in ITEMS}, 240, seed=3)
+    assert len(examples) > 200
     for e in examples:
         for _stance, phrase in e.target.phrases():
             in_context = phrase in {t for _, _, t in e.context.cards} | {e.context.focus_title}
@@ -68,6 +72,27 @@ def test_synthetic_messages_copy_their_phrases_and_stay_out_of_the_evaluation_se
     train, held = split_examples([*examples, *redial_examples([DIALOGUE], 0)], 0.5, seed=1)
     assert train and held and not {e.group for e in train if e.source == "redial"} & {
         e.group for e in held if e.source == "redial"}
+
+
+def test_balance_stances_drops_only_a_share_of_the_turns_that_just_like_films():
+    def example(n: int, target: Reading) -> UnderstandExample:
+        return UnderstandExample("redial", f"redial:{n}", f"message {n}", ReadingContext(), target)
+
+    liked = [example(n, Reading(liked=[f"film {n}"])) for n in range(400)]
+    other = [example(400, Reading(liked=["a"], disliked=["b"])), example(401, Reading(liked=["a"], requests=["quit"])),
+             example(402, Reading(not_seen=["c"])), example(403, Reading(requests=["recommend"]))]
+    kept = balance_stances([*liked, *other], 0.25, seed=0)
+    assert all(e in kept for e in other)  # a dislike, a request or another stance always stays
+    assert 60 <= sum(e in kept for e in liked) <= 140  # about a quarter of the liked-only turns
+    assert balance_stances([*liked, *other], 1.0, seed=0) == [*liked, *other]
+
+
+@pytest.mark.parametrize("changes", [{"synthetic_share": 1.0}, {"synthetic_share": -0.1},
+                                     {"redial_liked_only_keep": 0.0}, {"redial_liked_only_keep": 1.5}])
+def test_understand_pair_mix_out_of_range_is_a_config_error(changes):
+    base = {"task": "understand", "base_model": "qwen2.5-coder-0.5b-instruct", "dataset": "ml-latest-small"}
+    with pytest.raises(ConfigError, match=next(iter(changes))):
+        build_config({**base, **changes})
 
 
 @pytest.mark.slow
