@@ -18,7 +18,7 @@ def card(**settings) -> AdapterCard:
     return AdapterCard(task="rank", base_model=MODEL, base_model_sha256="ab", method=method, settings=settings)
 
 
-@pytest.mark.parametrize("task", ["rank", "explain"])
+@pytest.mark.parametrize("task", ["rank", "explain", "understand"])
 def test_the_shipped_cards_read_back_unchanged(task):
     folder = shipped_adapter(MODEL, task)
     assert folder is not None and folder == task_folder(adapters_dir() / MODEL, task)

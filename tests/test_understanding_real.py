@@ -21,7 +21,7 @@ def understander(shared_data: Path, session_cache: Path):
     from llmrec.llm import prepare_model
     from llmrec.llm.local import TransformersLLM
 
-    adapter = shipped_adapter(MODEL, "understand")  # none ships now: the 20-update one read worse (BENCHMARKS.md)
+    adapter = shipped_adapter(MODEL, "understand")  # ships since 2026-12-01 (160 updates, rebalanced pairs)
     dataset = load_dataset("ml-latest-small", data_dir=shared_data, cache_dir=session_cache)
     llm = TransformersLLM(prepare_model(MODEL, cache_dir=session_cache), name=MODEL,
                           adapters={"understand": adapter} if adapter else {})
@@ -50,15 +50,17 @@ def test_a_dislike_and_a_like_in_one_message(understander):
     assert not read.get("liked", set()) & {"Titanic (1997)", "Titanic (1953)"}
 
 
-@pytest.mark.xfail(strict=True, reason="known gap, measured: the zero-shot reader misreads this (no adapter ships; "
-                   "BENCHMARKS.md, understanding); strict, so a reader that gets it right fails this marker")
+@pytest.mark.xfail(strict=True, reason="known gap, measured: the zero-shot model and the shipped "
+                   "understanding adapter both misread this (BENCHMARKS.md, understanding); strict, so a reader that "
+                   "gets it right fails this marker")
 def test_a_comparison_with_loved_both(understander):
     read = films(understander, "Aliens > Alien. Loved both tbh")
     assert read.get("liked") == {"Aliens (1986)", "Alien (1979)"}
 
 
-@pytest.mark.xfail(strict=True, reason="known gap, measured: the zero-shot reader misreads this (no adapter ships; "
-                   "BENCHMARKS.md, understanding); strict, so a reader that gets it right fails this marker")
+@pytest.mark.xfail(strict=True, reason="known gap, measured: the zero-shot model and the shipped "
+                   "understanding adapter both misread this (BENCHMARKS.md, understanding); strict, so a reader that "
+                   "gets it right fails this marker")
 def test_a_follow_up_about_a_card(understander):
     cards = ReadingContext(cards=((1, "1", "Toy Story (1995)"), (2, "2571", "The Matrix (1999)")))
     u = understander.read("I didn't like the second one, the first was great", cards)
