@@ -53,3 +53,16 @@ def test_malformed_cards_are_one_line_errors(tmp_path):
     with pytest.raises(ModelError, match="unknown"):
         AdapterCard(**{**card().__dict__, "task": "dance"})
     assert shipped_adapter("no-such-model") is None
+
+
+def test_the_understanding_adapter_loads_only_when_the_model_reads_messages(tmp_path):
+    from llmrec.config import RecommenderConfig
+    from llmrec.pipeline.parts import adapter_paths
+
+    rules = RecommenderConfig()  # the default reader: the understanding adapter would never run
+    assert set(adapter_paths(rules)) == {"rank", "explain"}
+    model = rules.updated(understanding={"kind": "llm"})
+    assert adapter_paths(model)["understand"] == shipped_adapter(MODEL, "understand")
+    assert adapter_paths(model.updated(llm={"use_default_adapter": False})) == {}
+    given = rules.updated(llm={"understand_adapter": str(tmp_path)})  # one the user names is always loaded
+    assert adapter_paths(given)["understand"] == tmp_path

@@ -96,14 +96,19 @@ def build_llm(config: RecommenderConfig) -> Any:
 
 
 def adapter_paths(config: RecommenderConfig) -> dict[str, Any]:
-    """Task -> adapter folder: the configured ones, else the shipped ones (unless ``use_default_adapter`` is off)."""
+    """Task -> adapter folder: the configured ones, else the shipped ones (unless ``use_default_adapter`` is off).
+
+    The shipped understanding adapter is loaded only when the model reads messages (``understanding.kind = "llm"``):
+    with the rules reader it would never run, yet it would cost an OpenVINO probe export and a load."""
     from llmrec.adapters import shipped_adapter
 
     cfg = config.llm
     given = {"rank": cfg.adapter, "explain": cfg.explain_adapter, "understand": cfg.understand_adapter}
+    wanted = {"rank", "explain"} | ({"understand"} if config.understanding.kind == "llm" else set())
     paths = {}
     for task, path in given.items():
-        path = path or (shipped_adapter(cfg.model, task) if cfg.use_default_adapter else None)
+        shipped = cfg.use_default_adapter and task in wanted
+        path = path or (shipped_adapter(cfg.model, task) if shipped else None)
         if path is not None:
             paths[task] = path
     return paths
