@@ -1,6 +1,6 @@
-"""How well chat messages are understood: rules only vs the zero-shot LLM vs the LLM with its LoRA adapter.
+"""How well chat messages are understood: rules only vs the zero-shot LLM vs the LLM with its LoRA adapter vs hybrid.
 
-    python benchmarks/understanding.py --data-dir ../shared/data [--variants rules,zero-shot,adapter]
+    python benchmarks/understanding.py --data-dir ../shared/data [--variants rules,zero-shot,adapter,hybrid]
         [--sets dev,test] [--redial 100] [--adapter DIR] [--runtime transformers|openvino] [--limit N]
         [--out FILE.json] [--records FILE.jsonl]
 
@@ -214,7 +214,7 @@ def written(text: str, names: dict[str, str]) -> str:
 
 # Readers -------------------------------------------------------------------------------------------------
 def build_reader(variant: str, args: argparse.Namespace, items: Any, popularity: dict[str, int]) -> Any:
-    from llmrec.chat.readers import LLMUnderstander, RuleUnderstander
+    from llmrec.chat.readers import HybridUnderstander, LLMUnderstander, RuleUnderstander
 
     if variant == "rules":
         return RuleUnderstander(items, popularity)
@@ -224,12 +224,14 @@ def build_reader(variant: str, args: argparse.Namespace, items: Any, popularity:
 
     folder = prepare_model(args.model)
     adapters = {}
-    if variant == "adapter":
+    if variant in ("adapter", "hybrid"):
         path = args.adapter or shipped_adapter(args.model, "understand")
         if path is None:
             raise SystemExit(f"no understanding adapter for {args.model}; pass --adapter DIR")
         adapters = {"understand": path}
     llm = load_llm(folder, args.model, adapters, runtime=args.runtime, threads=args.threads)
+    if variant == "hybrid":  # rules, the model with its adapter deciding the stances they miss
+        return HybridUnderstander(llm, items, popularity)
     return LLMUnderstander(llm, items, popularity)
 
 

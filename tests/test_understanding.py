@@ -12,7 +12,7 @@ import pytest
 from fixtures_catalog import ITEMS, fake_recommender
 from llmrec.chat.engine import Conversation
 from llmrec.chat.linking import catalogue_for, link
-from llmrec.chat.readers import LLMUnderstander, RuleUnderstander
+from llmrec.chat.readers import HybridUnderstander, LLMUnderstander, RuleUnderstander
 from llmrec.chat.store import ProfileStore
 from llmrec.chat.transcript import turn_record
 from llmrec.chat.understanding import Reading, ReadingContext, prompt_messages, reading_schema
@@ -134,6 +134,57 @@ def test_a_failing_or_missing_model_falls_back_to_rules():
     broken = LLMUnderstander(missing, ITEMS, POPULARITY)
     u = broken.read("I loved Toy Story (1995)")
     assert u.source == "rules-fallback" and "ModelError" in u.notes[0]
+
+
+def hybrid(*replies: str, fail: bool = False) -> tuple[HybridUnderstander, FakeLLM]:
+    llm = FakeLLM(json_replies=list(replies), fail=fail)
+    return HybridUnderstander(llm, ITEMS, POPULARITY), llm
+
+
+def test_hybrid_asks_the_model_only_where_the_rules_found_no_stance():
+    understander, llm = hybrid()
+    assert titles(understander.read("I loved Alien")) == {"liked": ["4"]}  # the rules found the stance
+    assert understander.read("why Alien?").kinds == ("why",)  # a request about the list: no guessing from cards
+    assert understander.read("quit").source == "exact"
+    assert llm.prompts == []
+
+
+def test_hybrid_takes_the_models_stances_and_keeps_the_rest_of_the_rules_reading():
+    understander, llm = hybrid('{"liked": ["alien"]}', '{"liked": ["Toy Story"], "disliked": ["comedy"]}',
+                               '{"seen": ["toy story"]}')  # fmt: skip
+    u = understander.read("alien was amazing")  # the rules read nothing here (lower case, no stance word)
+    assert u.source == "hybrid" and titles(u) == {"liked": ["4"]} and len(llm.prompts) == 1
+    ruled = RuleUnderstander(ITEMS, POPULARITY).read("we watched Toy Story with the kids, everyone loved it")
+    assert titles(ruled) == {"seen": ["1"]}
+    u = understander.read("we watched Toy Story with the kids, everyone loved it")
+    assert titles(u) == {"liked": ["1"]}  # the model's "liked" replaces the rules' "seen" of the same film
+    assert u.kinds == ruled.kinds and u.avoided_genres == ruled.avoided_genres == ()  # the model's genre not taken
+    u = understander.read("tbh toy story is the one")  # the model's "seen" is not a stance it decides
+    assert u == RuleUnderstander(ITEMS, POPULARITY).read("tbh toy story is the one")
+
+
+def test_only_the_model_call_passes_the_gate():
+    import contextlib
+
+    entered = []
+
+    @contextlib.contextmanager
+    def gate():
+        entered.append(True)
+        yield
+
+    understander, llm = hybrid('{"liked": ["alien"]}')
+    gated = understander.with_gate(gate)
+    assert titles(gated.read("I loved Alien")) == {"liked": ["4"]} and entered == []  # rules alone: no queue
+    assert titles(gated.read("alien was amazing")) == {"liked": ["4"]} and entered == [True]
+    assert understander.gate is contextlib.nullcontext and len(llm.prompts) == 1  # the shared reader is unchanged
+
+
+@pytest.mark.parametrize("reply", ["not json", "{}"])
+def test_hybrid_keeps_the_rules_reading_when_the_model_fails_or_finds_nothing(reply):
+    for understander, _ in (hybrid(reply), hybrid(fail=True)):
+        u = understander.read("alien was amazing")
+        assert u == RuleUnderstander(ITEMS, POPULARITY).read("alien was amazing") and u.source == "rules"
 
 
 def test_phrases_the_message_does_not_hold_are_dropped():

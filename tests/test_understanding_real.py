@@ -66,3 +66,15 @@ def test_a_follow_up_about_a_card(understander):
     u = understander.read("I didn't like the second one, the first was great", cards)
     stances = {m.item_id: m.stance for m in u.films}
     assert stances.get("2571") == "disliked" and stances.get("1") == "liked"
+
+
+def test_the_hybrid_reader_takes_the_stance_the_rules_miss(understander):
+    from llmrec.chat.readers import HybridUnderstander, RuleUnderstander
+
+    text = "shawshank redemtion is great"  # a typo and no stance word the rules know
+    rules = RuleUnderstander(understander.items, understander.catalogue.popularity).read(text)
+    assert not any(m.stance == "liked" for m in rules.films)
+    hybrid = HybridUnderstander(understander.llm, understander.items, understander.catalogue.popularity)
+    u = hybrid.read(text)
+    liked = {understander.items[m.item_id].display_title for m in u.films if m.stance == "liked" and m.item_id}
+    assert u.source == "hybrid" and liked == {"The Shawshank Redemption (1994)"}

@@ -104,7 +104,7 @@ def adapter_paths(config: RecommenderConfig) -> dict[str, Any]:
 
     cfg = config.llm
     given = {"rank": cfg.adapter, "explain": cfg.explain_adapter, "understand": cfg.understand_adapter}
-    wanted = {"rank", "explain"} | ({"understand"} if config.understanding.kind == "llm" else set())
+    wanted = {"rank", "explain"} | ({"understand"} if config.understanding.kind in ("llm", "hybrid") else set())
     paths = {}
     for task, path in given.items():
         shipped = cfg.use_default_adapter and task in wanted
@@ -337,6 +337,14 @@ def _llm_understander(config: RecommenderConfig, owner: Any) -> Any:
                            max_new_tokens=cfg.max_new_tokens, prompt_version=cfg.prompt_version)  # fmt: skip
 
 
+def _hybrid_understander(config: RecommenderConfig, owner: Any) -> Any:
+    from llmrec.chat.readers import HybridUnderstander, popularity_of
+
+    cfg = config.understanding
+    return HybridUnderstander(lambda: owner.llm, owner.items, lambda: popularity_of(owner.dataset),
+                              max_new_tokens=cfg.max_new_tokens, prompt_version=cfg.prompt_version)  # fmt: skip
+
+
 def _rule_understander(config: RecommenderConfig, owner: Any) -> Any:
     from llmrec.chat.readers import RuleUnderstander, popularity_of
 
@@ -360,6 +368,8 @@ def register_builtin_parts() -> None:
     RETRIEVERS.register("dialogue", "Films recommended together in conversations", _dialogue_retriever)
     UNDERSTANDERS.register("llm", "The language model reads each message", _llm_understander, needs_llm=True)
     UNDERSTANDERS.register("rules", "Rules read each message (fast)", _rule_understander)
+    UNDERSTANDERS.register("hybrid", "Rules read each message; the language model decides stances they miss",
+                           _hybrid_understander, needs_llm=True)  # fmt: skip
 
 
 def _ensure_builtins() -> None:
