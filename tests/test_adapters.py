@@ -59,12 +59,12 @@ def test_the_understanding_adapter_loads_only_when_the_model_reads_messages(tmp_
     from llmrec.config import RecommenderConfig
     from llmrec.pipeline.parts import adapter_paths
 
-    rules = RecommenderConfig()  # the default reader: the understanding adapter would never run
+    rules = RecommenderConfig().updated(understanding={"kind": "rules"})  # the understanding adapter would never run
     assert set(adapter_paths(rules)) == {"rank", "explain"}
     model = rules.updated(understanding={"kind": "llm"})
     assert adapter_paths(model)["understand"] == shipped_adapter(MODEL, "understand")
-    hybrid = rules.updated(understanding={"kind": "hybrid"})
-    assert adapter_paths(hybrid)["understand"] == adapter_paths(model)["understand"]
+    default = RecommenderConfig()  # hybrid: the model decides the stances the rules miss
+    assert default.understanding.kind == "hybrid" and adapter_paths(default) == adapter_paths(model)
     assert adapter_paths(model.updated(llm={"use_default_adapter": False})) == {}
     given = rules.updated(llm={"understand_adapter": str(tmp_path)})  # one the user names is always loaded
     assert adapter_paths(given)["understand"] == tmp_path
