@@ -181,6 +181,8 @@ def _factory(args: Any) -> Callable[[], Any]:
         sections["ranker"] = {"kind": args.ranker}
     if args.explainer:
         sections["explainer"] = {"kind": args.explainer}
+    if args.understanding:
+        sections["understanding"] = {"kind": args.understanding}
     config = RecommenderConfig().updated(**sections, cache_dir=args.cache_dir)
     return lambda: Recommender(config)
 
@@ -262,6 +264,7 @@ def measure(args: Any) -> dict[str, Any]:
     return {"fake": args.fake, "model_delay_s": args.model_delay if args.fake else None,
             "messages": "free text" if args.free_text else "chip phrases",
             "ranker": args.ranker or "config default", "explainer": args.explainer or "config default",
+            "understanding": args.understanding or "config default",
             "greeting_s": round(greeting, 2), "first_recommendations_s": round(first, 2),
             "model_ready_s": model_ready, "sessions": args.sessions,
             "messages_per_session": args.messages, "replies": len(replies),
@@ -289,6 +292,8 @@ def main() -> None:
     parser.add_argument("--store", default="/tmp/llmrec-ui-bench.sqlite")
     parser.add_argument("--ranker", default=None, choices=["passthrough", "llm"], help="default: the config's")
     parser.add_argument("--explainer", default=None, choices=["template", "llm"], help="default: the config's")
+    parser.add_argument("--understanding", default=None, choices=["rules", "hybrid", "llm"],
+                        help="how messages are read; default: the config's")
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--fake", action="store_true", help="the fake pipeline of the tests instead of real data")
