@@ -63,8 +63,8 @@ def test_the_understanding_adapter_loads_only_when_the_model_reads_messages(tmp_
     assert set(adapter_paths(rules)) == {"rank", "explain"}
     model = rules.updated(understanding={"kind": "llm"})
     assert adapter_paths(model)["understand"] == shipped_adapter(MODEL, "understand")
-    default = RecommenderConfig()  # hybrid: the model decides the stances the rules miss
-    assert default.understanding.kind == "hybrid" and adapter_paths(default) == adapter_paths(model)
+    hybrid = RecommenderConfig().updated(understanding={"kind": "hybrid"})  # the model decides stances rules miss
+    assert RecommenderConfig().understanding.kind == "rules" and adapter_paths(hybrid) == adapter_paths(model)
     assert adapter_paths(model.updated(llm={"use_default_adapter": False})) == {}
     given = rules.updated(llm={"understand_adapter": str(tmp_path)})  # one the user names is always loaded
     assert adapter_paths(given)["understand"] == tmp_path

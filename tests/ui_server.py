@@ -208,7 +208,7 @@ def measure(args: Any) -> dict[str, Any]:
     command = [sys.executable, __file__, "--serve", "--port", str(port), "--store", args.store, "--dataset",
                args.dataset, "--model-delay", str(args.model_delay)]  # fmt: skip
     for flag, value in (("--data-dir", args.data_dir), ("--cache-dir", args.cache_dir), ("--ranker", args.ranker),
-                        ("--explainer", args.explainer)):  # fmt: skip
+                        ("--explainer", args.explainer), ("--understanding", args.understanding)):  # fmt: skip
         if value:
             command += [flag, str(value)]
     command += ["--fake"] if args.fake else []
