@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import re
 import time
@@ -132,27 +133,31 @@ class LLMUnderstander(RuleUnderstander):
 
     def by_model(self, text: str, context: ReadingContext) -> Understanding:
         """The model's reading, linked to the catalogue; the rules' when the model fails or finds nothing."""
-        try:
-            messages = prompt_messages(text, context, self.prompt_version)
-            with self.gate():
-                raw = self.llm.generate_json(messages, reading_schema(), self.max_new_tokens, task="understand")
-        except Exception as exc:  # a model that fails or cannot load: the chat goes on with rules
-            log.warning("the language model could not read a message: %s", exc)
-            note = f"the language model could not read this message ({type(exc).__name__}); I used simple rules"
-            return self.by_rules(text, context, "rules-fallback", (note,))
-        try:
-            reading = Reading.model_validate_json(raw)
-        except (ValidationError, ValueError):
-            log.info("unusable reading from the model: %r", raw[:200])
-            note = "the language model's reading was unusable; I used simple rules"
-            return self.by_rules(text, context, "rules-fallback", (note,))
-        understood = link(reading, text, context, self.catalogue, "llm", check_phrases=True)
+        understood = self.model_reading(text, context)
+        if isinstance(understood, str):
+            return self.by_rules(text, context, "rules-fallback", (understood,))
         if understood.is_empty:
             ruled = self.by_rules(text, context, "rules-fallback",
                                   ("the language model found nothing to act on; I used simple rules",))  # fmt: skip
             if not ruled.is_empty:
                 return ruled
         return understood
+
+    def model_reading(self, text: str, context: ReadingContext) -> Understanding | str:
+        """The model's reading linked to the catalogue, or the note saying why there is none."""
+        try:
+            messages = prompt_messages(text, context, self.prompt_version)
+            with self.gate():
+                raw = self.llm.generate_json(messages, reading_schema(), self.max_new_tokens, task="understand")
+        except Exception as exc:  # a model that fails or cannot load: the chat goes on with rules
+            log.warning("the language model could not read a message: %s", exc)
+            return f"the language model could not read this message ({type(exc).__name__}); I used simple rules"
+        try:
+            reading = Reading.model_validate_json(raw)
+        except (ValidationError, ValueError):
+            log.info("unusable reading from the model: %r", raw[:200])
+            return "the language model's reading was unusable; I used simple rules"
+        return link(reading, text, context, self.catalogue, "llm", check_phrases=True)
 
 
 class HybridUnderstander(LLMUnderstander):
@@ -178,10 +183,8 @@ class HybridUnderstander(LLMUnderstander):
         ruled = self.by_rules(text, context)
         if not self.needs_model(ruled):
             return ruled
-        modelled = self.by_model(text, context)
-        if modelled.source != "llm":
-            return ruled
-        return merge_stances(ruled, modelled, self.MODEL_STANCES)
+        modelled = self.model_reading(text, context)  # a failed or empty reading leaves the rules' one
+        return ruled if isinstance(modelled, str) else merge_stances(ruled, modelled, self.MODEL_STANCES)
 
     def needs_model(self, ruled: Understanding) -> bool:
         has_stance = any(m.stance in ("liked", "disliked") for m in ruled.films)
@@ -191,8 +194,6 @@ class HybridUnderstander(LLMUnderstander):
 def merge_stances(ruled: Understanding, modelled: Understanding, stances: frozenset[str]) -> Understanding:
     """``ruled`` with the films ``modelled`` gives one of ``stances``: such a film replaces the rules' mention of
     the same item (a "seen" that was a "loved") or is added; nothing else of the model's reading is taken."""
-    import dataclasses
-
     taken = [m for m in modelled.films if m.stance in stances and (m.item_id or m.options)]
     if not taken:
         return ruled

@@ -98,8 +98,8 @@ def build_llm(config: RecommenderConfig) -> Any:
 def adapter_paths(config: RecommenderConfig) -> dict[str, Any]:
     """Task -> adapter folder: the configured ones, else the shipped ones (unless ``use_default_adapter`` is off).
 
-    The shipped understanding adapter is loaded only when the model reads messages (``understanding.kind = "llm"``):
-    with the rules reader it would never run, yet it would cost an OpenVINO probe export and a load."""
+    The shipped understanding adapter is loaded only when the model reads messages (``understanding.kind`` "llm" or
+    "hybrid"): with the rules reader it would never run, yet it would cost an OpenVINO probe export and a load."""
     from llmrec.adapters import shipped_adapter
 
     cfg = config.llm
@@ -330,19 +330,24 @@ def build_understander(config: RecommenderConfig, owner: Any) -> Any:
 
 
 def _llm_understander(config: RecommenderConfig, owner: Any) -> Any:
-    from llmrec.chat.readers import LLMUnderstander, popularity_of
+    from llmrec.chat.readers import LLMUnderstander
 
-    cfg = config.understanding
-    return LLMUnderstander(lambda: owner.llm, owner.items, lambda: popularity_of(owner.dataset),
-                           max_new_tokens=cfg.max_new_tokens, prompt_version=cfg.prompt_version)  # fmt: skip
+    return _model_reader(LLMUnderstander, config, owner)
 
 
 def _hybrid_understander(config: RecommenderConfig, owner: Any) -> Any:
-    from llmrec.chat.readers import HybridUnderstander, popularity_of
+    from llmrec.chat.readers import HybridUnderstander
+
+    return _model_reader(HybridUnderstander, config, owner)
+
+
+def _model_reader(reader: Any, config: RecommenderConfig, owner: Any) -> Any:
+    """A reader that calls the owner's language model, built on the first message that needs it."""
+    from llmrec.chat.readers import popularity_of
 
     cfg = config.understanding
-    return HybridUnderstander(lambda: owner.llm, owner.items, lambda: popularity_of(owner.dataset),
-                              max_new_tokens=cfg.max_new_tokens, prompt_version=cfg.prompt_version)  # fmt: skip
+    return reader(lambda: owner.llm, owner.items, lambda: popularity_of(owner.dataset),
+                  max_new_tokens=cfg.max_new_tokens, prompt_version=cfg.prompt_version)  # fmt: skip
 
 
 def _rule_understander(config: RecommenderConfig, owner: Any) -> Any:
