@@ -41,15 +41,32 @@ log = logging.getLogger("ranking")
 
 KS = (1, 5, 10, 20, 50)
 COMMON = {"device": "cpu", "num_threads": 1, "max_seconds": None}
+# SASRec's defaults before the sweep (LlamaRec's settings); the sweep's variants are changes to these
+SASREC_2025 = {"dropout": 0.2, "max_len": 200, "label_smoothing": 0.0}
 # name -> (registry scorer, hyper-parameters); the sweep of issue 16 item 1
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "sasrec": ("sasrec", {}),
-    "sasrec-ffn4": ("sasrec", {"ffn_mult": 4}),
-    "sasrec-h128": ("sasrec", {"hidden": 128, "dropout": 0.3}),
-    "sasrec-h128-d5": ("sasrec", {"hidden": 128, "dropout": 0.5}),
-    "sasrec-h256-d5": ("sasrec", {"hidden": 256, "dropout": 0.5, "heads": 4}),
-    "sasrec-lr1e-3": ("sasrec", {"learning_rate": 1e-3, "batch_size": 16}),
-    "sasrec-ls": ("sasrec", {"label_smoothing": 0.1}),
+    "sasrec": ("sasrec", {}),  # the registry's defaults (since the sweep: sasrec-ls-len50-d5's settings)
+    "sasrec-2025": ("sasrec", SASREC_2025),  # the defaults the sweep started from
+    "sasrec-ffn4": ("sasrec", {**SASREC_2025, "ffn_mult": 4}),
+    "sasrec-h128": ("sasrec", {**SASREC_2025, "hidden": 128, "dropout": 0.3}),
+    "sasrec-h128-d5": ("sasrec", {**SASREC_2025, "hidden": 128, "dropout": 0.5}),
+    "sasrec-h256-d5": ("sasrec", {**SASREC_2025, "hidden": 256, "dropout": 0.5, "heads": 4}),
+    "sasrec-lr1e-3": ("sasrec", {**SASREC_2025, "learning_rate": 1e-3, "batch_size": 16}),
+    "sasrec-ls": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1}),
+    "sasrec-d5": ("sasrec", {**SASREC_2025, "dropout": 0.5}),
+    "sasrec-ffn4-d5": ("sasrec", {**SASREC_2025, "ffn_mult": 4, "dropout": 0.5}),
+    "sasrec-b3-d5": ("sasrec", {**SASREC_2025, "blocks": 3, "dropout": 0.5}),
+    "sasrec-len50": ("sasrec", {**SASREC_2025, "max_len": 50}),
+    "sasrec-wd1": ("sasrec", {**SASREC_2025, "weight_decay": 0.1, "dropout": 0.5}),
+    "sasrec-ls-len50": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 50}),
+    "sasrec-ls-len50-d5": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 50, "dropout": 0.5}),
+    "sasrec-ls-d5": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "dropout": 0.5}),
+    "sasrec-ls-len30": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 30}),
+    "sasrec-ls2-len50": ("sasrec", {**SASREC_2025, "label_smoothing": 0.2, "max_len": 50}),
+    "sasrec-ls-len100": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 100}),
+    "sasrec-ls-len50-h128": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 50, "hidden": 128}),
+    "sasrec-s1": ("sasrec", {**SASREC_2025, "seed": 1}),  # "seed": the fit's seed (TrainData.seed), for seed ensembles
+    "sasrec-s2": ("sasrec", {**SASREC_2025, "seed": 2}),
     "ease": ("ease", {"l2": 50.0}),
     "itemknn": ("itemknn", {"k": 5, "similarity": "cosine"}),
     "pop": ("pop", {}),
@@ -86,6 +103,23 @@ def _is_neural(name: str) -> bool:
     return name in NEURAL
 
 
+def variant_folder(variant: str, seq: Any, work: Path) -> Path:
+    """The cache folder of one variant on one data set, named by the data and the model's full hyper-parameters
+    (so a changed default is a new folder); a folder of the older naming is reused when its recorded
+    hyper-parameters are the same."""
+    from llmrec.baselines import get_scorer
+
+    name, params = VARIANTS[variant]
+    params = {k: v for k, v in params.items() if k != "seed"}
+    hyper = get_scorer(name, **{**(COMMON if _is_neural(name) else {}), **params}).hyperparameters()
+    data = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
+    legacy = work / seq.name / "retrievers" / f"{variant}-{data}"
+    if (legacy / "info.json").is_file() and json.loads((legacy / "info.json").read_text())["hyperparameters"] == hyper:
+        return legacy
+    model = hashlib.sha256(json.dumps(hyper, sort_keys=True).encode()).hexdigest()[:8]
+    return work / seq.name / "retrievers" / f"{variant}-{data}-{model}"
+
+
 def retriever_scores(variant: str, split: Any, seq: Any, work: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """(validation scores, test scores, info) of one variant, masked as the protocol masks; cached in ``work``.
 
@@ -97,15 +131,17 @@ def retriever_scores(variant: str, split: Any, seq: Any, work: Path) -> tuple[np
     from llmrec.baselines import get_checkpointed_scorer, get_scorer
 
     name, params = VARIANTS[variant]
-    digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
-    folder = work / seq.name / "retrievers" / f"{variant}-{digest}"
+    params = dict(params)
+    seed = params.pop("seed", None)
+    final_train = split.final_train if seed is None else split.final_train.with_seed(seed)
+    folder = variant_folder(variant, seq, work)
     folder.mkdir(parents=True, exist_ok=True)
     paths = folder / "valid.npy", folder / "test.npy", folder / "info.json"
     if all(p.is_file() for p in paths):
         return np.load(paths[0]), np.load(paths[1]), json.loads(paths[2].read_text())
     began = time.monotonic()
     if _is_neural(name):
-        scorer = get_checkpointed_scorer(name, folder / "checkpoint", **{**COMMON, **params}).fit(split.final_train)
+        scorer = get_checkpointed_scorer(name, folder / "checkpoint", **{**COMMON, **params}).fit(final_train)
         valid, test = masked_scores(scorer, split.valid), masked_scores(scorer, split.test)
         extra = {"epochs": scorer.train_result_.epochs_run, "best_epoch": scorer.train_result_.best_epoch,
                  "holdout_ndcg@10": scorer.train_result_.best_metric}  # fmt: skip
@@ -114,8 +150,9 @@ def retriever_scores(variant: str, split: Any, seq: Any, work: Path) -> tuple[np
         scorer = get_scorer(name, **params).fit(split.final_train)
         test = masked_scores(scorer, split.test)
         extra = {}
-    info = {"variant": variant, "model": name, "params": params, "hyperparameters": scorer.hyperparameters(),
-            "seconds": round(time.monotonic() - began, 1), **extra}  # fmt: skip
+    info = {"variant": variant, "model": name, "params": VARIANTS[variant][1],
+            "hyperparameters": scorer.hyperparameters(), "seconds": round(time.monotonic() - began, 1),
+            **extra}  # fmt: skip
     np.save(paths[0], valid)
     np.save(paths[1], test)
     paths[2].write_text(json.dumps(info, indent=1))
@@ -176,8 +213,7 @@ def training_positions(variant: str, split: Any, seq: Any, work: Path, n: int = 
     from llmrec.evaluation.protocols import EvalSet
 
     name, params = VARIANTS[variant]
-    digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
-    folder = work / seq.name / "retrievers" / f"{variant}-{digest}"
+    folder = variant_folder(variant, seq, work)
     if _is_neural(name):
         scorer = get_checkpointed_scorer(name, folder / "checkpoint", **{**COMMON, **params}).fit(split.final_train)
     else:
@@ -189,7 +225,7 @@ def training_positions(variant: str, split: Any, seq: Any, work: Path, n: int = 
     if folds:
         from finetune.data import fit_out_of_fold
 
-        cache = work / seq.name / "retrievers" / f"{variant}-{digest}-folds" if _is_neural(name) else None
+        cache = folder.with_name(f"{folder.name}-folds") if _is_neural(name) else None
         oof = fit_out_of_fold(seq, name, {**COMMON, **params} if _is_neural(name) else params, 0, folds, cache)
         out[f"out_of_fold_{folds}"] = position_prior(masked_scores(oof, cases), cases)
     return out
@@ -228,8 +264,7 @@ def zeroshot_main(args: argparse.Namespace) -> int:
 
     data, seq, split = load_split(args.dataset, args.data_dir)
     name, params = VARIANTS[args.retriever]
-    digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
-    folder = Path(args.work) / seq.name / "retrievers" / f"{args.retriever}-{digest}" / "checkpoint"
+    folder = variant_folder(args.retriever, seq, Path(args.work)) / "checkpoint"
     # the sweep's model: trained on the training items, as the fine-tuning retriever is (in-sample lists)
     scorer = get_checkpointed_scorer(name, folder, **{**COMMON, **params}).fit(split.final_train)
     config = RecommenderConfig().updated(llm={"model": args.model, "use_default_adapter": False, "dtype": args.dtype,
@@ -257,9 +292,10 @@ def seed_checkpoint(variant: str, split: Any, seq: Any, work: Path, cache: Path)
 
     from llmrec.evaluation.rerank import retriever_folder
 
-    name, params = VARIANTS.get(variant, (variant, {}))
-    digest = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
-    source = work / seq.name / "retrievers" / f"{variant}-{digest}" / "checkpoint"
+    if variant not in VARIANTS:
+        return
+    name, params = VARIANTS[variant]
+    source = variant_folder(variant, seq, work) / "checkpoint"
     target = retriever_folder(name, split.final_train, params, cache)
     if (source / "state.json").is_file() and not (target / "state.json").is_file():
         shutil.copytree(source, target, dirs_exist_ok=True)
