@@ -257,3 +257,16 @@ def test_the_fused_kind_refuses_another_retriever_data_set_or_model_in_one_line(
         assert "\n" not in str(error.value)
     with pytest.raises(ModelError, match="is missing"):
         build_fused_ranker(owner.config, owner)  # nothing ships for the toy data set
+
+
+def test_the_shipped_fusion_model_matches_the_registry_retriever():
+    """The fusion model that ships for ml-latest-small was fitted on SASRec's current defaults: changing them
+    without refitting it would make ``evaluate --ranker llm`` refuse the fused row, so this fails first."""
+    from llmrec import fusion
+
+    path = fusion.fusion_file("qwen2.5-coder-0.5b-instruct", "ml-latest-small", "sasrec")
+    model = fusion.FusionModel.load(path)
+    model.check(dataset="ml-latest-small", min_count=5, retriever=fusion.retriever_identity("sasrec"))
+    card = model.card
+    assert card["validation"] and card["test"]["users"] == 610  # the card reports both splits
+    assert set(model.features) <= set(fusion.FEATURES) and model.uses_llm
