@@ -65,8 +65,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sasrec-ls2-len50": ("sasrec", {**SASREC_2025, "label_smoothing": 0.2, "max_len": 50}),
     "sasrec-ls-len100": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 100}),
     "sasrec-ls-len50-h128": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 50, "hidden": 128}),
-    "sasrec-s1": ("sasrec", {**SASREC_2025, "seed": 1}),  # "seed": the fit's seed (TrainData.seed), for seed ensembles
-    "sasrec-s2": ("sasrec", {**SASREC_2025, "seed": 2}),
     "ease": ("ease", {"l2": 50.0}),
     "itemknn": ("itemknn", {"k": 5, "similarity": "cosine"}),
     "pop": ("pop", {}),
@@ -110,7 +108,6 @@ def variant_folder(variant: str, seq: Any, work: Path) -> Path:
     from llmrec.baselines import get_scorer
 
     name, params = VARIANTS[variant]
-    params = {k: v for k, v in params.items() if k != "seed"}
     hyper = get_scorer(name, **{**(COMMON if _is_neural(name) else {}), **params}).hyperparameters()
     data = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
     legacy = work / seq.name / "retrievers" / f"{variant}-{data}"
@@ -131,9 +128,6 @@ def retriever_scores(variant: str, split: Any, seq: Any, work: Path) -> tuple[np
     from llmrec.baselines import get_checkpointed_scorer, get_scorer
 
     name, params = VARIANTS[variant]
-    params = dict(params)
-    seed = params.pop("seed", None)
-    final_train = split.final_train if seed is None else split.final_train.with_seed(seed)
     folder = variant_folder(variant, seq, work)
     folder.mkdir(parents=True, exist_ok=True)
     paths = folder / "valid.npy", folder / "test.npy", folder / "info.json"
@@ -141,7 +135,7 @@ def retriever_scores(variant: str, split: Any, seq: Any, work: Path) -> tuple[np
         return np.load(paths[0]), np.load(paths[1]), json.loads(paths[2].read_text())
     began = time.monotonic()
     if _is_neural(name):
-        scorer = get_checkpointed_scorer(name, folder / "checkpoint", **{**COMMON, **params}).fit(final_train)
+        scorer = get_checkpointed_scorer(name, folder / "checkpoint", **{**COMMON, **params}).fit(split.final_train)
         valid, test = masked_scores(scorer, split.valid), masked_scores(scorer, split.test)
         extra = {"epochs": scorer.train_result_.epochs_run, "best_epoch": scorer.train_result_.best_epoch,
                  "holdout_ndcg@10": scorer.train_result_.best_metric}  # fmt: skip
@@ -150,9 +144,8 @@ def retriever_scores(variant: str, split: Any, seq: Any, work: Path) -> tuple[np
         scorer = get_scorer(name, **params).fit(split.final_train)
         test = masked_scores(scorer, split.test)
         extra = {}
-    info = {"variant": variant, "model": name, "params": VARIANTS[variant][1],
-            "hyperparameters": scorer.hyperparameters(), "seconds": round(time.monotonic() - began, 1),
-            **extra}  # fmt: skip
+    info = {"variant": variant, "model": name, "params": params, "hyperparameters": scorer.hyperparameters(),
+            "seconds": round(time.monotonic() - began, 1), **extra}  # fmt: skip
     np.save(paths[0], valid)
     np.save(paths[1], test)
     paths[2].write_text(json.dumps(info, indent=1))
