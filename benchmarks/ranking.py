@@ -66,6 +66,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sasrec-ls-len100": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 100}),
     "sasrec-ls-len50-h128": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 50, "hidden": 128}),
     "ease": ("ease", {"l2": 50.0}),
+    "ease-default": ("ease", {}),  # the registry's defaults (what the ensemble scorer's members use)
+    "itemknn-default": ("itemknn", {}),
     "itemknn": ("itemknn", {"k": 5, "similarity": "cosine"}),
     "pop": ("pop", {}),
 }
@@ -418,7 +420,8 @@ def fusion_main(args: argparse.Namespace) -> int:
                               cache_dir=cache).fit(split.final_train)  # fmt: skip
     # Validation windows: the test-time model when it was trained on the training items alone (neural models,
     # held-out validation item), else the model fitted on the training items; popularity from training items.
-    valid_scorer = pipeline.scorer if args.retriever in NEURAL else fit_retriever(args.retriever, split.tune_train)
+    valid_scorer = (pipeline.scorer if args.retriever in NEURAL
+                    else fit_retriever(args.retriever, split.tune_train, cache_dir=cache))  # fmt: skip
     ranker = build_llm_ranker(config, data.items, args.prompt)
     probe = FusedRanker(FusionModel("logistic", FEATURES, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES),
                                     (0.0,) * len(FEATURES)), FeatureContext(data.items, {}, 20), ranker)  # fmt: skip
@@ -508,19 +511,19 @@ def fusion_main(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace, card: Mapping[str, Any]) -> None:
-    """Run the CLI's road (``run_rerank_evaluation``: the shipped fused row is added by itself) and compare its
-    test figures with the card's."""
+    """Run the CLI's road (``run_rerank_evaluation`` with ``--ranker llm``: its first re-ranked row is the
+    shipped fused order) and compare its test figures with the card's."""
     from llmrec.config import RecommenderConfig
     from llmrec.evaluation.rerank import run_rerank_evaluation
 
     config = RecommenderConfig().updated(data={"dataset": args.dataset, "data_dir": args.data_dir},
-                                         ranker={"kind": "passthrough"}, cache_dir=args.cache_dir)  # fmt: skip
-    report = run_rerank_evaluation(config, args.retriever, max_users=args.max_users or None)
-    fused = [row for name, row in report.results.items() if "+fused:" in name]
-    if not fused:
+                                         ranker={"kind": "llm"}, cache_dir=args.cache_dir)  # fmt: skip
+    report = run_rerank_evaluation(config, args.retriever, variants={}, max_users=args.max_users or None)
+    fused = report.results.get(f"{args.retriever}+llm:{config.llm.model}")
+    if fused is None or "fused order" not in report.notes:
         print("verify: no fused row; is the model at the shipped path?", report.errors)
         return
-    got, want = fused[0].metrics, card["test"]
+    got, want = fused.metrics, card["test"]
     for key in ("ndcg@10", "recall@10", "recall@20"):
         print(f"verify {key}: evaluate {got[key]:.5f}, card {want[key]:.5f}",
               "same" if abs(got[key] - want[key]) < 5e-6 else "DIFFERENT")  # fmt: skip

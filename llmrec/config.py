@@ -115,7 +115,14 @@ class LLMConfig(_Section):
 
 
 class RankerConfig(_Section):
-    kind: str = Field("passthrough", description="Re-ranker after retrieval: llm or passthrough.")
+    kind: str = Field("passthrough", description="Re-ranker after retrieval: llm, fused or passthrough.")
+    fusion: bool = Field(
+        True,
+        description="The llm ranker over cf retrieval orders by the fusion model shipped for this language model, "
+                    "data set and collaborative model (the model's label scores with the retriever's ranks and "
+                    "scores, fitted on validation; the best pipeline measured) when one ships; false, or a blend or "
+                    "adapter given: the blend of the model's and the retriever's ranks.",
+    )  # fmt: skip
     max_history: int = Field(20, ge=0, le=200, description="Most recent history items shown to the LLM.")
     blend: float | None = Field(
         None, ge=0.0, le=1.0,

@@ -368,6 +368,29 @@ def fusion_file(model: str, dataset: str, retriever: str) -> Path:
     return adapters_dir() / model / f"fusion-{dataset}-{retriever}.json"
 
 
+def default_fusion(config: Any, dataset: str) -> Path | None:
+    """The fusion model the ``llm`` ranker orders by, or None: one ships for this language model, data set and
+    collaborative model, the ranker runs over ``cf`` retrieval with a model in this process, and neither a blend nor an
+    adapter was asked for (those ask for the blend of ranks). The card is checked when the ranker is built."""
+    llm, ranker, retrieval = config.llm, config.ranker, config.retrieval
+    if not ranker.fusion or ranker.blend is not None or llm.adapter is not None or retrieval.retriever != "cf":
+        return None
+    if llm.url or llm.backend == "openai":  # a server's label scores are not the local model's the card names
+        return None
+    path = fusion_file(llm.model, dataset, retrieval.cf_model)
+    return path if path.is_file() else None
+
+
+def fused_sections(path: str | Path, retriever: str) -> dict[str, dict[str, Any]]:
+    """Config sections of the fused pipeline of ``path``: the fused ranker over ``cf`` retrieval by
+    ``retriever``, the language model with the adapter the model was fitted with."""
+    adapter = FusionModel.load(path).card.get("adapter")
+    llm: dict[str, Any] = {"use_default_adapter": adapter == "shipped"}
+    if adapter not in (None, "none", "shipped"):
+        llm["adapter"] = adapter
+    return {"ranker": {"kind": "fused"}, "retrieval": {"retriever": "cf", "cf_model": retriever}, "llm": llm}
+
+
 def retriever_identity(name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The retriever as a fusion card records it: registry name and the hyper-parameters that define it."""
     from llmrec.baselines import get_scorer

@@ -59,8 +59,9 @@ class PopularityScorer:
         return np.tile(self.counts, (len(users), 1))
 
 
-def fake_recommender(llm: FakeLLM | None = None, **sections: dict) -> Recommender:
-    """The whole pipeline on fakes: hashing embedder, memory index, popularity scorer, fake LLM."""
+def fake_recommender(llm: FakeLLM | None = None, llm_section: dict | None = None, **sections: dict) -> Recommender:
+    """The whole pipeline on fakes: hashing embedder, memory index, popularity scorer, fake LLM (``llm_section``:
+    the config's ``llm`` section, whose name the fake model takes)."""
     ds = toy_dataset()
     emb = HashingEmbedder(dim=64)
     index = MemoryIndex(store_spec(emb))
@@ -68,7 +69,7 @@ def fake_recommender(llm: FakeLLM | None = None, **sections: dict) -> Recommende
     defaults = {"data": {"min_count": 3}, "ranker": {"kind": "llm"}, "explainer": {"kind": "llm"},
                 "understanding": {"kind": "llm"},
                 "retrieval": {"candidates": 5}}  # fmt: skip
-    config = RecommenderConfig().updated(**{**defaults, **sections})
+    config = RecommenderConfig().updated(**{**defaults, **sections, **({"llm": llm_section} if llm_section else {})})
     llm = llm or FakeLLM(replies=["You liked Toy Story and it is Animation."] * 200)
     return Recommender(config, dataset=ds, embedder=emb, index=index, llm=llm,
                        scorer_factory=lambda name, seq: PopularityScorer(seq))  # fmt: skip

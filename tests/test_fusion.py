@@ -259,6 +259,34 @@ def test_the_fused_kind_refuses_another_retriever_data_set_or_model_in_one_line(
         build_fused_ranker(owner.config, owner)  # nothing ships for the toy data set
 
 
+def test_the_llm_kind_orders_by_a_shipped_fusion_model_over_its_retriever_else_blends(tmp_path, monkeypatch, caplog):
+    from fixtures_catalog import fake_recommender
+    from llmrec import fusion
+    from llmrec.fusion import FusedRanker
+    from llmrec.ranking import LLMRanker
+
+    monkeypatch.setattr(fusion, "fusion_file", lambda model, dataset, retriever: tmp_path / f"fusion-{dataset}-"
+                        f"{retriever}.json")  # fmt: skip
+    cf = {"retrieval": {"retriever": "cf", "cf_model": "ease"}, "llm_section": {"use_default_adapter": False},
+          "cache_dir": str(tmp_path)}  # fmt: skip
+    owner = fake_recommender(**cf)
+    assert isinstance(owner.ranker, LLMRanker)  # nothing ships yet
+    shipped_like(tmp_path, owner, name="fusion-toy-ease")
+    fused = fake_recommender(**cf)
+    assert isinstance(fused.ranker, FusedRanker)
+    recs = fused.recommend(fused.profile(user="u1"), k=3)
+    assert recs.items and recs.ranker == "fused"  # the live road: recommend runs the fused order
+    others = {"hybrid retrieval": fake_recommender(llm_section={"use_default_adapter": False}, cache_dir=str(tmp_path)),
+              "a blend asked for": fake_recommender(**{**cf, "ranker": {"kind": "llm", "blend": 0.5}}),
+              "fusion off": fake_recommender(**{**cf, "ranker": {"kind": "llm", "fusion": False}})}
+    for why, recommender in others.items():
+        assert isinstance(recommender.ranker, LLMRanker), why
+    shipped_like(tmp_path, owner, dataset="ml-100k", name="fusion-toy-ease")  # fitted for another data set
+    with caplog.at_level("WARNING"):
+        assert isinstance(fake_recommender(**cf).ranker, LLMRanker)
+    assert "fitted for dataset" in caplog.text
+
+
 def test_the_shipped_fusion_model_matches_the_registry_retriever():
     """The fusion model that ships for ml-latest-small was fitted on SASRec's current defaults: changing them
     without refitting it would make ``evaluate --ranker llm`` refuse the fused row, so this fails first."""

@@ -62,10 +62,10 @@ def test_skipping_users_whose_target_was_missed_changes_no_accuracy_figure(setup
         assert skipped.metrics[key] == pytest.approx(full.metrics[key])
 
 
-def test_the_shipped_fused_pipeline_gets_its_own_row(setup, tmp_path, monkeypatch):
+def test_the_llm_ranker_orders_by_the_shipped_fusion_model_and_the_blends_follow(setup, tmp_path, monkeypatch):
     from llmrec import fusion
     from llmrec.config import RecommenderConfig
-    from llmrec.evaluation.rerank import run_rerank_evaluation
+    from llmrec.evaluation.rerank import rerank_variants, run_rerank_evaluation
 
     card = {"name": "fusion-ml-100k-pop.json", "dataset": "ml-100k", "min_count": 5, "retriever":
             fusion.retriever_identity("pop"), "n_candidates": 20, "llm": "FakeLLM:fake:-:rank-adapter=none",
@@ -76,12 +76,18 @@ def test_the_shipped_fused_pipeline_gets_its_own_row(setup, tmp_path, monkeypatc
     monkeypatch.setattr(fusion, "fusion_file", lambda model, dataset, retriever: tmp_path / f"fusion-{dataset}-"
                         f"{retriever}.json")  # fmt: skip
     config = RecommenderConfig().updated(data={"dataset": "ml-100k"}, llm={"backend": "fake"},
-                                         ranker={"kind": "passthrough"}, cache_dir=str(tmp_path))  # fmt: skip
-    report = run_rerank_evaluation(config, "pop", max_users=30)
-    fused = [name for name in report.results if "+fused:" in name]
-    assert len(fused) == 1 and not report.errors, report.errors
-    row, alone = report.results[fused[0]], report.results["pop"]
+                                         ranker={"kind": "llm"}, cache_dir=str(tmp_path))  # fmt: skip
+    report = run_rerank_evaluation(config, "pop", rerank_variants(config), max_users=30)
+    assert not report.errors, report.errors
+    assert list(report.results)[:3] == ["pop", "pop+llm:qwen2.5-coder-0.5b-instruct",
+                                        "pop+llm:qwen2.5-coder-0.5b-instruct+zero-shot"]  # fmt: skip
+    assert "fusion-ml-100k-pop.json" in report.notes["fused order"]
+    row, alone = report.results["pop+llm:qwen2.5-coder-0.5b-instruct"], report.results["pop"]
     assert row.metrics["recall@20"] == pytest.approx(alone.metrics["recall@20"])  # a reordering of the same 20
+    assert "pop+llm:qwen2.5-coder-0.5b-instruct blend" not in report.notes  # the fused order has no blend
+    assert "pop+llm:qwen2.5-coder-0.5b-instruct+zero-shot blend" in report.notes  # the variants blend
     assert (tmp_path / "scores" / "label-scores.sqlite").is_file()  # label scores kept for the next run
     without = run_rerank_evaluation(config, "pop", max_users=30, include_fused=False)
-    assert not [name for name in without.results if "+fused:" in name]
+    assert "fused order" not in without.notes and "pop+llm:qwen2.5-coder-0.5b-instruct blend" in without.notes
+    forced = config.updated(ranker={"blend": 0.5})  # a blend asked for: the blend, not the fusion model
+    assert "fused order" not in run_rerank_evaluation(forced, "pop", max_users=5).notes

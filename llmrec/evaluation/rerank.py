@@ -156,31 +156,19 @@ def cached_scores(ranker: Any, cache_dir: Path) -> Any:
     return ranker
 
 
-def fused_variant(config: RecommenderConfig, dataset: str, retriever: str) -> RecommenderConfig | None:
-    """The shipped fused pipeline for ``dataset`` and ``retriever`` (``llmrec.fusion``), or None when no fusion
-    model ships for them: the fused ranker over ``cf`` retrieval, with the adapter its card was fitted with."""
-    from llmrec.fusion import FusionModel, fusion_file
-
-    path = fusion_file(config.llm.model, dataset, retriever)
-    if not path.is_file():
-        return None
-    adapter = FusionModel.load(path).card.get("adapter")
-    llm = {"use_default_adapter": adapter == "shipped"}
-    if adapter not in (None, "none", "shipped"):
-        llm["adapter"] = adapter
-    return config.updated(ranker={"kind": "fused"}, retrieval={"retriever": "cf", "cf_model": retriever}, llm=llm)
-
-
 def rerank_variants(config: RecommenderConfig, adapter: Any = None) -> dict[str, RecommenderConfig]:
-    """The rows ``evaluate --ranker llm`` compares: the zero-shot model, and the ranker adapter (``adapter``, else
-    the shipped one) when there is one."""
+    """The rows ``evaluate --ranker llm`` compares beside the configured ranker (the fused order where a fusion
+    model ships, ``run_rerank_evaluation``): the zero-shot model's order blended with the retriever's, and the
+    ranker adapter's (``adapter``, else the shipped one) when there is one."""
     from llmrec.adapters import shipped_adapter
 
-    zero_shot = config.updated(llm={"use_default_adapter": False, "adapter": None})
-    variants = {"zero-shot": zero_shot}
+    if config.ranker.kind != "llm":
+        return {"": config}
+    blend = config.updated(ranker={"fusion": False})
+    variants = {"zero-shot": blend.updated(llm={"use_default_adapter": False, "adapter": None})}
     adapter = adapter or config.llm.adapter or shipped_adapter(config.llm.model)
     if adapter is not None:
-        variants["lora"] = config.updated(llm={"adapter": adapter})
+        variants["lora"] = blend.updated(llm={"adapter": adapter})
     return variants
 
 
@@ -196,16 +184,19 @@ def run_rerank_evaluation(
 ) -> Any:
     """Retriever alone vs retriever -> the pipeline's ranker, one row per variant config (``rerank_variants``).
 
-    Each row's ranker is built by the same road as ``llmrec recommend`` (``Recommender(config).ranker``: the
-    configured kind, model, adapter and blend). Every row is measured on the same (seeded) users under the
-    ``loo`` protocol; the retriever's Recall@``n_candidates`` is reported as the ceiling of each re-ranked row.
-    With ``include_fused`` a row for the shipped fused pipeline of this data set and retriever is added when one
-    ships (``fused_variant``) and no variant is already fused. Slow retrievers train once (cache folder).
+    Each row's ranker is built by the same road as ``llmrec recommend --retriever cf --cf-model <retriever>``
+    (``Recommender(config).ranker``: the configured kind, model, adapter and blend). With ``include_fused`` and an
+    ``llm`` ranker, the first row is the configured ranker itself when it orders by a shipped fusion model
+    (``llmrec.fusion.default_fusion``: what ``--ranker llm`` runs over this retriever); the variants, which do
+    not use it, follow (without ``include_fused`` no row uses one). Every row is measured on the same (seeded)
+    users under the ``loo`` protocol; the retriever's Recall@``n_candidates`` is reported as the ceiling of each
+    re-ranked row. Slow retrievers train once (cache folder).
     """
     from llmrec.data import load_dataset, preprocess
     from llmrec.evaluation.harness import EvalContext, evaluate_pipeline
     from llmrec.evaluation.protocols import make_split
     from llmrec.evaluation.report import EvaluationReport
+    from llmrec.fusion import default_fusion
     from llmrec.paths import resolve_cache_dir
     from llmrec.pipeline import Recommender
 
@@ -221,17 +212,24 @@ def run_rerank_evaluation(
     alone = RerankPipeline(retriever, None, seq.item_ids, data.items, seq.ratings, n_candidates=n_candidates,
                            cache_dir=cache)  # fmt: skip
     rows[retriever] = evaluate_pipeline(alone, split, context=context, max_users=max_users, seed=seed)
-    variants = dict(variants or {"configured": config})
-    fused = fused_variant(config, data.name, retriever) if include_fused else None
-    if fused is not None and not any(v.ranker.kind == "fused" for v in variants.values()):
-        variants["fused"] = fused
+    over: dict[str, dict[str, Any]] = {"retrieval": {"retriever": "cf", "cf_model": retriever}}  # as recommend
+    if not include_fused:
+        over["ranker"] = {"fusion": False}
+    config = config.updated(**over)
+    variants = {label: v.updated(**over) for label, v in ({"": config} if variants is None else variants).items()}
+    fusion = default_fusion(config, data.name) if config.ranker.kind == "llm" else None
+    if fusion is not None:
+        variants = {"": config, **{label: v for label, v in variants.items() if v != config}}
+        notes_extra["fused order"] = (f"{retriever}+llm:{config.llm.model} (what --ranker llm runs over "
+                                      f"{retriever}) orders by {fusion.name}; its card holds the validation and "
+                                      "test figures")  # fmt: skip
     for label, variant in variants.items():
         recommender = Recommender(variant, dataset=data)
         pipeline = RerankPipeline(retriever, lambda r=recommender: cached_scores(r.ranker, cache), seq.item_ids,
                                   data.items, seq.ratings, n_candidates=n_candidates, cache_dir=cache)  # fmt: skip
         if skip_missed:
             pipeline.targets = {int(u): frozenset(t.tolist()) for u, t in zip(split.test.users, split.test.targets)}
-        name = f"{retriever}+{variant.ranker.kind}:{variant.llm.model}+{label}"
+        name = f"{retriever}+{variant.ranker.kind}:{variant.llm.model}" + (f"+{label}" if label else "")
         pipeline.name = name
         try:
             rows[name] = evaluate_pipeline(pipeline, split, context=context, max_users=max_users, seed=seed)

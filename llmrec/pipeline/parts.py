@@ -10,15 +10,18 @@ explicit call (``register_builtin_parts``) the first time a registry is read.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from llmrec.errors import ConfigError, DataError
+from llmrec.errors import ConfigError, DataError, ModelError
 
 if TYPE_CHECKING:
     from llmrec.config import RecommenderConfig
     from llmrec.types import UserProfile
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -169,10 +172,29 @@ def build_ranker(config: RecommenderConfig, owner: Any) -> Any:
 
 
 def _llm_ranker(config: RecommenderConfig, owner: Any) -> Any:
+    """The fused order when a fusion model ships for this data set and cf model (``fusion.default_fusion``: the
+    best pipeline measured), else the language model's order blended with the retriever's."""
     from llmrec.ranking import LLMRanker
 
+    fused = _default_fused_ranker(config, owner)
+    if fused is not None:
+        return fused
     llm = owner.llm
     return LLMRanker(llm, owner.items, max_history=config.ranker.max_history, blend=ranker_blend(config, llm))
+
+
+def _default_fused_ranker(config: RecommenderConfig, owner: Any) -> Any:
+    from llmrec.fusion import default_fusion, fused_sections
+
+    dataset = getattr(owner, "dataset", None)
+    path = default_fusion(config, dataset.name) if dataset is not None and hasattr(owner, "variant") else None
+    if path is None:
+        return None
+    try:  # a variant: the fused kind with the card's language-model settings, sharing the owner's parts
+        return owner.variant(**fused_sections(path, config.retrieval.cf_model)).ranker
+    except ModelError as exc:  # fitted for other settings (e.g. the cf model's): the blend is the validated order
+        log.warning("not ordering by %s: %s; the language model's order is blended with retrieval", path.name, exc)
+        return None
 
 
 def _fused_ranker(config: RecommenderConfig, owner: Any) -> Any:
