@@ -96,7 +96,7 @@ BUILTIN_SCORERS: tuple[tuple[str, Callable[..., Scorer], Mapping[str, Sequence[A
     ("sasrec", _sasrec, {}, "SASRec, full-softmax CE (llmrec, torch)", {}),
     ("lightgcn", _lightgcn, {}, "LightGCN (llmrec, torch)", {}),
     ("cfgan", _cfgan, {}, "CFGAN (llmrec, torch)", {}),
-    ("ensemble", _ensemble, {}, "Weighted z-score sum of retrievers (default SASRec + 0.3 EASE)", {}),
+    ("ensemble", _ensemble, {}, "Weighted z-score sum of retrievers (default SASRec + 0.1 EASE)", {}),
 )  # fmt: skip
 NEURAL = frozenset({"ncf", "sasrec", "lightgcn", "cfgan"})
 
