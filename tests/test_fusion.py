@@ -287,14 +287,16 @@ def test_the_llm_kind_orders_by_a_shipped_fusion_model_over_its_retriever_else_b
     assert "fitted for dataset" in caplog.text
 
 
-def test_the_shipped_fusion_model_matches_the_registry_retriever():
-    """The fusion model that ships for ml-latest-small was fitted on SASRec's current defaults: changing them
-    without refitting it would make ``evaluate --ranker llm`` refuse the fused row, so this fails first."""
+@pytest.mark.parametrize("retriever", ["sasrec", "ensemble"])
+def test_the_shipped_fusion_model_matches_the_registry_retriever(retriever):
+    """The fusion models that ship for ml-latest-small were fitted on the retrievers' current defaults (the
+    ensemble's include its members'): changing them without refitting would make ``--ranker llm`` fall back to
+    the blend over that retriever, so this fails first."""
     from llmrec import fusion
 
-    path = fusion.fusion_file("qwen2.5-coder-0.5b-instruct", "ml-latest-small", "sasrec")
+    path = fusion.fusion_file("qwen2.5-coder-0.5b-instruct", "ml-latest-small", retriever)
     model = fusion.FusionModel.load(path)
-    model.check(dataset="ml-latest-small", min_count=5, retriever=fusion.retriever_identity("sasrec"))
+    model.check(dataset="ml-latest-small", min_count=5, retriever=fusion.retriever_identity(retriever))
     card = model.card
     assert card["validation"] and card["test"]["users"] == 610  # the card reports both splits
     assert set(model.features) <= set(fusion.FEATURES) and model.uses_llm
