@@ -145,7 +145,8 @@ def index_cmd(
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="TOML file of config sections ([ranker], [llm], ...); flags win.")
 ]
-RankerKind = Annotated[str | None, typer.Option("--ranker", help="llm or passthrough (default: from the config).")]
+RankerKind = Annotated[str | None, typer.Option("--ranker", help="llm (over cf retrieval: the shipped fused order "
+                                                 "when one fits), fused or passthrough (default: from the config).")]
 ExplainerKind = Annotated[
     str | None, typer.Option("--explainer", help="llm or template (default: from the config).")
 ]
