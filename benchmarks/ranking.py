@@ -520,7 +520,7 @@ def verify(args: argparse.Namespace, card: Mapping[str, Any]) -> None:
                                          ranker={"kind": "llm"}, cache_dir=args.cache_dir)  # fmt: skip
     report = run_rerank_evaluation(config, args.retriever, variants={}, max_users=args.max_users or None)
     fused = report.results.get(f"{args.retriever}+llm:{config.llm.model}")
-    if fused is None or "fused order" not in report.notes:
+    if fused is None or "orders by" not in report.notes.get("fused order", ""):
         print("verify: no fused row; is the model at the shipped path?", report.errors)
         return
     got, want = fused.metrics, card["test"]

@@ -89,5 +89,9 @@ def test_the_llm_ranker_orders_by_the_shipped_fusion_model_and_the_blends_follow
     assert (tmp_path / "scores" / "label-scores.sqlite").is_file()  # label scores kept for the next run
     without = run_rerank_evaluation(config, "pop", max_users=30, include_fused=False)
     assert "fused order" not in without.notes and "pop+llm:qwen2.5-coder-0.5b-instruct blend" in without.notes
+    fusion.FusionModel("logistic", names, (0.0, 0.0), (1.0, 1.0), (1.0, 0.5), 0.0, card={**card, "min_count": 3}).save(
+        tmp_path / "fusion-ml-100k-pop.json")  # fitted on another k-core: the row blends and the note says so
+    misfit = run_rerank_evaluation(config, "pop", {}, max_users=5)
+    assert "does not fit" in misfit.notes["fused order"] and "pop+llm:qwen2.5-coder-0.5b-instruct blend" in misfit.notes
     forced = config.updated(ranker={"blend": 0.5})  # a blend asked for: the blend, not the fusion model
     assert "fused order" not in run_rerank_evaluation(forced, "pop", max_users=5).notes

@@ -220,9 +220,6 @@ def run_rerank_evaluation(
     fusion = default_fusion(config, data.name) if config.ranker.kind == "llm" else None
     if fusion is not None:
         variants = {"": config, **{label: v for label, v in variants.items() if v != config}}
-        notes_extra["fused order"] = (f"{retriever}+llm:{config.llm.model} (what --ranker llm runs over "
-                                      f"{retriever}) orders by {fusion.name}; its card holds the validation and "
-                                      "test figures")  # fmt: skip
     for label, variant in variants.items():
         recommender = Recommender(variant, dataset=data)
         pipeline = RerankPipeline(retriever, lambda r=recommender: cached_scores(r.ranker, cache), seq.item_ids,
@@ -237,6 +234,12 @@ def run_rerank_evaluation(
             errors[name] = f"{type(exc).__name__}: {exc}"
         if pipeline.fallbacks:
             errors[f"{name} (fallbacks)"] = f"{pipeline.fallbacks} users fell back to retrieval order"
+        if fusion is not None and variant == config and name in rows:
+            fused = getattr(pipeline.ranker, "name", "") == "fused"
+            notes_extra["fused order"] = (
+                f"{name} (what --ranker llm runs over {retriever}) orders by {fusion.name}; its card holds the "
+                "validation and test figures" if fused else
+                f"{fusion.name} does not fit this run (the log says why); {name} blends instead")  # fmt: skip
         blend = getattr(pipeline.ranker, "blend", None)
         if blend is not None:
             notes_extra[f"{name} blend"] = f"{blend:g}"
