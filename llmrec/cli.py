@@ -294,11 +294,15 @@ def why_cmd(
     _emit(payload, as_json, "\n".join(lines))
 
 
+EVALUATE_MODELS = "pop,itemknn,ease,bpr,implicit-als,implicit-bpr"
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     dataset: Annotated[str, typer.Argument(help="ml-latest-small, ml-100k, ml-1m, or a data folder.")],
-    models: Annotated[str, typer.Option("--models", help="Comma-separated model names (see the error for all).")] = (
-        "pop,itemknn,ease,bpr,implicit-als,implicit-bpr"
+    models: Annotated[str | None, typer.Option("--models", help="Comma-separated model names (see the error for "
+                                               "all); with --ranker: one (default: the best shipped pipeline's).")] = (
+        None
     ),
     data_dir: DataDir = None,
     protocol: Annotated[str, typer.Option("--protocol", help="loo, loo-fullmask, temporal or loo-sampled100.")] = "loo",
@@ -317,8 +321,12 @@ def evaluate_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Evaluate models under the LlamaRec protocol (full ranking); --ranker llm adds the pipeline's re-ranker."""
-    names = [m.strip() for m in models.split(",") if m.strip()]
     config = _config(dataset, data_dir, cache_dir, config_file, offline, **_sections(ranker, None, blend, model))
+    if models is None and ranker is not None:  # the retriever of the best pipeline that ships for this data set
+        from llmrec.fusion import shipped_retrievers
+
+        models = ",".join(shipped_retrievers(config.llm.model, config.data.dataset)[:1]) or EVALUATE_MODELS
+    names = [m.strip() for m in (models or EVALUATE_MODELS).split(",") if m.strip()]
     if ranker is not None:
         from llmrec.evaluation.rerank import rerank_variants, run_rerank_evaluation
 

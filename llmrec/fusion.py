@@ -368,6 +368,21 @@ def fusion_file(model: str, dataset: str, retriever: str) -> Path:
     return adapters_dir() / model / f"fusion-{dataset}-{retriever}.json"
 
 
+def shipped_retrievers(model: str, dataset: str) -> list[str]:
+    """The retrievers a fusion model ships for (``model``, ``dataset``), best cross-validated NDCG@10 first."""
+    folder = fusion_file(model, dataset, "x").parent
+    prefix = f"fusion-{dataset}-"
+    found = []
+    for path in folder.glob(f"{prefix}*.json"):
+        try:
+            card = FusionModel.load(path).card
+        except ModelError:  # unreadable: not a pipeline to offer
+            continue
+        cv = ((card.get("validation") or {}).get("cross_validated") or {}).get("ndcg@10", 0.0)
+        found.append((-float(cv), path.stem[len(prefix):]))
+    return [name for _, name in sorted(found)]
+
+
 def default_fusion(config: Any, dataset: str) -> Path | None:
     """The fusion model the ``llm`` ranker orders by, or None: one ships for this language model, data set and
     collaborative model, the ranker runs over ``cf`` retrieval with a model in this process, and neither a blend nor an

@@ -78,6 +78,8 @@ def test_evaluate_with_the_pipeline_ranker(tmp_path):
     two = llmrec("evaluate", str(TINY), "--config", str(FAKE), "--models", "pop,ease", "--ranker", "llm",
                  cache=tmp_path)
     assert two.returncode == 2 and "re-ranks one retriever" in two.stderr
+    unnamed = llmrec("evaluate", str(TINY), "--config", str(FAKE), "--ranker", "llm", cache=tmp_path)
+    assert unnamed.returncode == 2 and "pass one model" in unnamed.stderr  # no fusion ships for it: name one
 
 
 def test_offline_refuses_to_download(tmp_path):
