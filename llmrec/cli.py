@@ -322,11 +322,12 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate models under the LlamaRec protocol (full ranking); --ranker llm adds the pipeline's re-ranker."""
     config = _config(dataset, data_dir, cache_dir, config_file, offline, **_sections(ranker, None, blend, model))
-    if models is None and ranker is not None:  # the retriever of the best pipeline that ships for this data set
+    if models is None:  # with --ranker: the retriever of the best pipeline that ships for this data set
         from llmrec.fusion import shipped_retrievers
 
-        models = ",".join(shipped_retrievers(config.llm.model, config.data.dataset)[:1]) or EVALUATE_MODELS
-    names = [m.strip() for m in (models or EVALUATE_MODELS).split(",") if m.strip()]
+        best = shipped_retrievers(config.llm.model, config.data.dataset)[:1] if ranker is not None else []
+        models = best[0] if best else EVALUATE_MODELS
+    names = [m.strip() for m in models.split(",") if m.strip()]
     if ranker is not None:
         from llmrec.evaluation.rerank import rerank_variants, run_rerank_evaluation
 

@@ -370,10 +370,10 @@ def fusion_file(model: str, dataset: str, retriever: str) -> Path:
 
 def shipped_retrievers(model: str, dataset: str) -> list[str]:
     """The retrievers a fusion model ships for (``model``, ``dataset``), best cross-validated NDCG@10 first."""
-    folder = fusion_file(model, dataset, "x").parent
+    pattern = fusion_file(model, dataset, "*")
     prefix = f"fusion-{dataset}-"
     found = []
-    for path in folder.glob(f"{prefix}*.json"):
+    for path in pattern.parent.glob(pattern.name):
         try:
             card = FusionModel.load(path).card
         except ModelError:  # unreadable: not a pipeline to offer
@@ -396,14 +396,14 @@ def default_fusion(config: Any, dataset: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def fused_sections(path: str | Path, retriever: str) -> dict[str, dict[str, Any]]:
-    """Config sections of the fused pipeline of ``path``: the fused ranker over ``cf`` retrieval by
-    ``retriever``, the language model with the adapter the model was fitted with."""
+def fused_sections(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Config sections that turn an ``llm`` ranker ``default_fusion`` chose ``path`` for (its retrieval already the
+    model's) into the fused ranker, the language model with the adapter the model was fitted with."""
     adapter = FusionModel.load(path).card.get("adapter")
     llm: dict[str, Any] = {"use_default_adapter": adapter == "shipped"}
     if adapter not in (None, "none", "shipped"):
         llm["adapter"] = adapter
-    return {"ranker": {"kind": "fused"}, "retrieval": {"retriever": "cf", "cf_model": retriever}, "llm": llm}
+    return {"ranker": {"kind": "fused"}, "llm": llm}
 
 
 def retriever_identity(name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:

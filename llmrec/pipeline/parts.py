@@ -191,7 +191,7 @@ def _default_fused_ranker(config: RecommenderConfig, owner: Any) -> Any:
     if path is None:
         return None
     try:  # a variant: the fused kind with the card's language-model settings, sharing the owner's parts
-        return owner.variant(**fused_sections(path, config.retrieval.cf_model)).ranker
+        return owner.variant(**fused_sections(path)).ranker
     except ModelError as exc:  # fitted for other settings (e.g. the cf model's): the blend is the validated order
         log.warning("not ordering by %s: %s; the language model's order is blended with retrieval", path.name, exc)
         return None
