@@ -1,4 +1,4 @@
-"""The neural recommenders (NCF, SASRec, LightGCN, CFGAN) and their shared training loop, on tiny data."""
+"""The neural recommenders (NCF, SASRec, LRURec, LightGCN, CFGAN) and their shared training loop, on tiny data."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ N_USERS, N_ITEMS = 40, 24
 TINY = {
     "ncf": {"factors": 8, "layers": (16, 8), "epochs": 3, "batch_size": 256},
     "sasrec": {"hidden": 16, "blocks": 1, "heads": 2, "max_len": 12, "epochs": 3, "dropout": 0.1, "batch_size": 16},
+    "lrurec": {"hidden": 16, "blocks": 1, "max_len": 12, "epochs": 3, "dropout": 0.1, "batch_size": 16},
     "lightgcn": {"factors": 8, "layers": 2, "epochs": 3, "eval_every": 1, "batch_size": 128},
     "cfgan": {"hidden": 16, "epochs": 3, "eval_every": 1, "batch_size": 16},
 }
@@ -75,7 +76,7 @@ def test_unknown_users_are_folded_in(fitted: dict, name: str) -> None:
     scores = scorer.score(np.full(3, -1), histories)
     assert scores.shape == (3, N_ITEMS) and np.isfinite(scores).all()
     assert not np.allclose(scores[0], scores[1])  # the history matters
-    if name in ("sasrec", "cfgan"):  # score from the history alone: the user id is irrelevant
+    if name in ("sasrec", "lrurec", "cfgan"):  # score from the history alone: the user id is irrelevant
         known = chain_histories()[:2]
         as_unknown = scorer.score(np.array([-1, -1]), known)
         np.testing.assert_allclose(as_unknown, scorer.score(np.arange(2), known), atol=1e-5)
@@ -103,12 +104,43 @@ def test_resume_refuses_another_configuration(tmp_path) -> None:
         build("ncf", epochs=1, factors=4, checkpoint_dir=str(tmp_path), resume=True).fit(train_data())
 
 
-def test_sasrec_learns_the_next_item() -> None:
-    scorer = build("sasrec", epochs=40, dropout=0.0, learning_rate=1e-2, hidden=32, patience=0).fit(train_data())
+@pytest.mark.parametrize("name", ["sasrec", "lrurec"])
+def test_sequential_models_learn_the_next_item(name: str) -> None:
+    scorer = build(name, epochs=40, dropout=0.0, learning_rate=1e-2, hidden=32, patience=0, label_smoothing=0.0)
+    scorer = scorer.fit(train_data())
     starts = np.arange(N_ITEMS)
     histories = [(s + np.arange(5)) % N_ITEMS for s in starts]
     top = scorer.recommend(np.full(len(starts), -1), histories, 1)[:, 0]
     np.testing.assert_array_equal(top, (starts + 5) % N_ITEMS)
+
+
+def test_lru_layer_is_the_linear_recurrence_it_claims() -> None:
+    """The parallel kernel equals stepping h_t = lambda h_(t-1) + gamma B x_t one item at a time, and no position
+    sees a later one (right padding is safe)."""
+    from llmrec.baselines.lrurec import LRULayer
+
+    torch.manual_seed(0)
+    layer = LRULayer(8, 0.8, 0.99)
+    x = torch.randn(3, 7, 8)
+    with torch.no_grad():
+        parallel = layer(x)
+        lam = torch.exp(torch.complex(-torch.exp(layer.nu_log), torch.exp(layer.theta_log)))
+        u = layer.in_proj(x) * torch.exp(layer.gamma_log).repeat(2)
+        u = torch.complex(u[..., :8], u[..., 8:])
+        state, steps = torch.zeros(3, 8, dtype=torch.complex64), []
+        for t in range(7):
+            state = lam * state + u[:, t]
+            steps.append(layer.out_proj(torch.cat([state.real, state.imag], dim=-1)))
+        torch.testing.assert_close(parallel, torch.stack(steps, dim=1), atol=1e-5, rtol=1e-4)
+        changed = x.clone()
+        changed[:, 4:] = torch.randn(3, 3, 8)
+        torch.testing.assert_close(layer(changed)[:, :4], parallel[:, :4])
+        assert torch.exp(-torch.exp(layer.nu_log)).max() < 1  # |lambda| < 1: the recurrence is stable
+
+
+def test_lrurec_refuses_a_bad_ring() -> None:
+    with pytest.raises(ConfigError, match="r_min"):
+        build("lrurec", r_min=0.99, r_max=0.8)
 
 
 def test_ncf_variants_fit() -> None:

@@ -62,6 +62,12 @@ def _sasrec(**params: Any) -> Scorer:
     return SASRec(**params)
 
 
+def _lrurec(**params: Any) -> Scorer:
+    from llmrec.baselines.lrurec import LRURec
+
+    return LRURec(**params)
+
+
 def _lightgcn(**params: Any) -> Scorer:
     from llmrec.baselines.lightgcn import LightGCN
 
@@ -94,11 +100,12 @@ BUILTIN_SCORERS: tuple[tuple[str, Callable[..., Scorer], Mapping[str, Sequence[A
      "BPR (implicit)", {}),
     ("ncf", _ncf, {}, "NCF / NeuMF (llmrec, torch)", {}),
     ("sasrec", _sasrec, {}, "SASRec, full-softmax CE (llmrec, torch)", {}),
+    ("lrurec", _lrurec, {}, "LRURec, linear recurrent units (llmrec, torch)", {}),
     ("lightgcn", _lightgcn, {}, "LightGCN (llmrec, torch)", {}),
     ("cfgan", _cfgan, {}, "CFGAN (llmrec, torch)", {}),
     ("ensemble", _ensemble, {}, "Weighted z-score sum of retrievers (default SASRec + 0.1 EASE)", {}),
 )  # fmt: skip
-NEURAL = frozenset({"ncf", "sasrec", "lightgcn", "cfgan"})
+NEURAL = frozenset({"ncf", "sasrec", "lrurec", "lightgcn", "cfgan"})
 
 
 def register_builtin_scorers(register: Callable[..., Any]) -> None:

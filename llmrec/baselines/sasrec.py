@@ -166,13 +166,14 @@ def pad_right(seqs: list[np.ndarray]) -> torch.Tensor:
 class SASRec(Scorer):
     name = "sasrec"
     Config = SASRecConfig
+    Net: ClassVar[type[nn.Module]] = SASRecNet  # next-item network; LRURec swaps in linear recurrent units
 
     def _fit(self, train: TrainData) -> None:
         cfg = self.config
         train = fit_data(train, cfg)
         trainer = Trainer(cfg, train.seed, fingerprint(self.hyperparameters(), train))
         self.device_ = trainer.device
-        self.net_ = trainer.prepare(SASRecNet(train.n_items, cfg))
+        self.net_ = trainer.prepare(self.Net(train.n_items, cfg))
         optimizer = trainer.adamw(self.net_.parameters())
         windows = training_windows(train.histories, cfg.max_len, cfg.max_windows)
 
