@@ -37,10 +37,11 @@ def test_one_weighted_member_ranks_as_that_member_and_two_members_mix():
 
 def test_its_identity_holds_the_members_settings_and_bad_weights_are_refused():
     params = get_scorer("ensemble").hyperparameters()
-    assert params["members"] == ["sasrec", "ease"] and params["weights"] == [1.0, 0.1]
+    assert params["members"] == ["lrurec", "sasrec", "ease"] and params["weights"] == [1.0, 0.3, 0.1]
     assert params["member_hyperparameters"]["ease"] == get_scorer("ease").hyperparameters()
     assert params["member_hyperparameters"]["sasrec"] == get_scorer("sasrec").hyperparameters()
-    with pytest.raises(ConfigError, match="2 members but 1 weights"):
+    assert params["member_hyperparameters"]["lrurec"] == get_scorer("lrurec").hyperparameters()
+    with pytest.raises(ConfigError, match="3 members but 1 weights"):
         get_scorer("ensemble", weights=(1.0,))
     with pytest.raises(ConfigError, match="cannot contain itself"):
         get_scorer("ensemble", members=("ensemble",), weights=(1.0,))

@@ -103,7 +103,7 @@ BUILTIN_SCORERS: tuple[tuple[str, Callable[..., Scorer], Mapping[str, Sequence[A
     ("lrurec", _lrurec, {}, "LRURec, linear recurrent units (llmrec, torch)", {}),
     ("lightgcn", _lightgcn, {}, "LightGCN (llmrec, torch)", {}),
     ("cfgan", _cfgan, {}, "CFGAN (llmrec, torch)", {}),
-    ("ensemble", _ensemble, {}, "Weighted z-score sum of retrievers (default SASRec + 0.1 EASE)", {}),
+    ("ensemble", _ensemble, {}, "Weighted z-score sum of retrievers (default LRURec + 0.3 SASRec + 0.1 EASE)", {}),
 )  # fmt: skip
 NEURAL = frozenset({"ncf", "sasrec", "lrurec", "lightgcn", "cfgan"})
 
