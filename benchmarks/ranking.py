@@ -427,7 +427,9 @@ def fusion_main(args: argparse.Namespace) -> int:
     pipeline = RerankPipeline(args.retriever, None, seq.item_ids, data.items, seq.ratings, n_candidates=20,
                               cache_dir=cache).fit(split.final_train)  # fmt: skip
     # Validation windows: the test-time model when it was trained on the training items alone (neural models,
-    # held-out validation item), else the model fitted on the training items; popularity from training items.
+    # held-out validation item), else the model fitted on the training items (the harness's tuning fit: its neural
+    # members early-stop on the validation item too, so validation figures are optimistic for them); popularity
+    # from training items.
     valid_scorer = (pipeline.scorer if args.retriever in NEURAL
                     else fit_retriever(args.retriever, split.tune_train, cache_dir=cache))  # fmt: skip
     ranker = build_llm_ranker(config, data.items, args.prompt)
