@@ -287,18 +287,20 @@ def test_the_llm_kind_orders_by_a_shipped_fusion_model_over_its_retriever_else_b
     assert "fitted for dataset" in caplog.text
 
 
-@pytest.mark.parametrize("retriever", ["sasrec", "ensemble"])
-def test_the_shipped_fusion_model_matches_the_registry_retriever(retriever):
-    """The fusion models that ship for ml-latest-small were fitted on the retrievers' current defaults (the
-    ensemble's include its members'): changing them without refitting would make ``--ranker llm`` fall back to
-    the blend over that retriever, so this fails first."""
+@pytest.mark.parametrize(("dataset", "retriever", "users"),
+                         [("ml-latest-small", "sasrec", 610), ("ml-latest-small", "ensemble", 610),
+                          ("ml-100k", "ensemble", 943)])  # fmt: skip
+def test_the_shipped_fusion_model_matches_the_registry_retriever(dataset, retriever, users):
+    """The fusion models that ship were fitted on the retrievers' current defaults (the ensemble's include its
+    members'): changing them without refitting would make ``--ranker llm`` fall back to the blend over that
+    retriever, so this fails first."""
     from llmrec import fusion
 
-    path = fusion.fusion_file("qwen2.5-coder-0.5b-instruct", "ml-latest-small", retriever)
+    path = fusion.fusion_file("qwen2.5-coder-0.5b-instruct", dataset, retriever)
     model = fusion.FusionModel.load(path)
-    model.check(dataset="ml-latest-small", min_count=5, retriever=fusion.retriever_identity(retriever))
+    model.check(dataset=dataset, min_count=5, retriever=fusion.retriever_identity(retriever))
     card = model.card
-    assert card["validation"] and card["test"]["users"] == 610  # the card reports both splits
+    assert card["validation"] and card["test"]["users"] == users  # the card reports both splits
     assert set(model.features) <= set(fusion.FEATURES) and model.uses_llm
 
 
@@ -308,4 +310,5 @@ def test_the_best_shipped_pipeline_comes_first_and_evaluate_ranker_defaults_to_i
     from llmrec import fusion
 
     assert fusion.shipped_retrievers("qwen2.5-coder-0.5b-instruct", "ml-latest-small") == ["ensemble", "sasrec"]
+    assert fusion.shipped_retrievers("qwen2.5-coder-0.5b-instruct", "ml-100k") == ["ensemble"]
     assert fusion.shipped_retrievers("qwen2.5-coder-0.5b-instruct", "toy") == []
