@@ -43,6 +43,8 @@ KS = (1, 5, 10, 20, 50)
 COMMON = {"device": "cpu", "num_threads": 1, "max_seconds": None}
 # SASRec's defaults before the sweep (LlamaRec's settings); the sweep's variants are changes to these
 SASREC_2025 = {"dropout": 0.2, "max_len": 200, "label_smoothing": 0.0}
+# LRURec's sweep: SASRec's settings with hidden 64 and dropout 0.5, changed one at a time
+LRUREC_64 = {"hidden": 64, "dropout": 0.5}
 # name -> (registry scorer, hyper-parameters); the sweep of issue 16 item 1
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sasrec": ("sasrec", {}),  # the registry's defaults (since the sweep: sasrec-ls-len50-d5's settings)
@@ -66,13 +68,13 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sasrec-ls-len100": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 100}),
     "sasrec-ls-len50-h128": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 50, "hidden": 128}),
     "lrurec": ("lrurec", {}),  # the registry's defaults (lrurec-d5's settings)
-    "lrurec-d2": ("lrurec", {"dropout": 0.2}),  # first defaults: SASRec's, dropout 0.2, FFN 4x
-    "lrurec-d5": ("lrurec", {"dropout": 0.5}),
-    "lrurec-lr1e-3": ("lrurec", {"learning_rate": 1e-3}),
-    "lrurec-len200": ("lrurec", {"max_len": 200}),
-    "lrurec-d6": ("lrurec", {"dropout": 0.6}),
+    "lrurec-d2": ("lrurec", {**LRUREC_64, "dropout": 0.2}),  # first defaults: SASRec's, dropout 0.2, FFN 4x
+    "lrurec-d5": ("lrurec", {**LRUREC_64, "dropout": 0.5}),
+    "lrurec-lr1e-3": ("lrurec", {**LRUREC_64, "learning_rate": 1e-3}),
+    "lrurec-len200": ("lrurec", {**LRUREC_64, "max_len": 200}),
+    "lrurec-d6": ("lrurec", {**LRUREC_64, "dropout": 0.6}),
     "lrurec-d5-h128": ("lrurec", {"dropout": 0.5, "hidden": 128}),
-    "lrurec-d5-ls2": ("lrurec", {"dropout": 0.5, "label_smoothing": 0.2}),
+    "lrurec-d5-ls2": ("lrurec", {**LRUREC_64, "dropout": 0.5, "label_smoothing": 0.2}),
     "ease": ("ease", {"l2": 50.0}),
     "ease-default": ("ease", {}),  # the registry's defaults (what the ensemble scorer's members use)
     "itemknn-default": ("itemknn", {}),
