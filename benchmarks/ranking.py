@@ -69,12 +69,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sasrec-ls-len50-h128": ("sasrec", {**SASREC_2025, "label_smoothing": 0.1, "max_len": 50, "hidden": 128}),
     "lrurec": ("lrurec", {}),  # the registry's defaults (lrurec-d5's settings)
     "lrurec-d2": ("lrurec", {**LRUREC_64, "dropout": 0.2}),  # first defaults: SASRec's, dropout 0.2, FFN 4x
-    "lrurec-d5": ("lrurec", {**LRUREC_64, "dropout": 0.5}),
+    "lrurec-d5": ("lrurec", LRUREC_64),
     "lrurec-lr1e-3": ("lrurec", {**LRUREC_64, "learning_rate": 1e-3}),
     "lrurec-len200": ("lrurec", {**LRUREC_64, "max_len": 200}),
     "lrurec-d6": ("lrurec", {**LRUREC_64, "dropout": 0.6}),
     "lrurec-d5-h128": ("lrurec", {"dropout": 0.5, "hidden": 128}),
-    "lrurec-d5-ls2": ("lrurec", {**LRUREC_64, "dropout": 0.5, "label_smoothing": 0.2}),
+    "lrurec-d5-ls2": ("lrurec", {**LRUREC_64, "label_smoothing": 0.2}),
     "ease": ("ease", {"l2": 50.0}),
     "ease-default": ("ease", {}),  # the registry's defaults (what the ensemble scorer's members use)
     "itemknn-default": ("itemknn", {}),

@@ -21,7 +21,7 @@ from llmrec.baselines.base import RUNTIME, Scorer, TrainData, check
 class EnsembleConfig:
     members: tuple[str, ...] = ("lrurec", "sasrec", "ease")
     # chosen on the validation item of ml-latest-small with the members at their defaults (issue 16: Recall@20,
-    # then NDCG@10, over 0-1): benchmarks/ranking.py ensemble --variants lrurec,sasrec,ease-default
+    # then NDCG@10, over 0-1): benchmarks/ranking.py ensemble --variants lrurec-d5,sasrec,ease-default
     weights: tuple[float, ...] = (1.0, 0.3, 0.1)
     checkpoint_dir: str | None = field(default=None, metadata=RUNTIME)
     resume: bool = field(default=False, metadata=RUNTIME)

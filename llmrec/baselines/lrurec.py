@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from llmrec.baselines.base import check
-from llmrec.baselines.sasrec import SASRec, SASRecConfig
+from llmrec.baselines.sasrec import NextItemNet, SASRec, SASRecConfig
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,8 @@ class LRUBlock(nn.Module):
         return self.norm2(x + self.drop(self.ffn(x)))
 
 
-class LRURecNet(nn.Module):
-    """The interface of ``SASRecNet``: ``forward`` (ids -> hidden states), ``logits``, ``items``, ``bias``."""
+class LRURecNet(NextItemNet):
+    """Embedding, LayerNorm and dropout, then the LRU blocks; the output is SASRec's (``NextItemNet.logits``)."""
 
     def __init__(self, n_items: int, cfg: LRURecConfig) -> None:
         super().__init__()
@@ -117,9 +117,6 @@ class LRURecNet(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.bias, hidden, self.items.weight[1:].T)
 
 
 class LRURec(SASRec):

@@ -99,7 +99,18 @@ class Block(nn.Module):
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
-class SASRecNet(nn.Module):
+class NextItemNet(nn.Module):
+    """Item ids -> hidden states (``forward``), scored against every item by the input embeddings tied to the
+    output plus a per-item bias (``logits``). Subclasses set ``items`` (id 0 is padding) and ``bias``."""
+
+    items: nn.Embedding
+    bias: nn.Parameter
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, hidden, self.items.weight[1:].T)
+
+
+class SASRecNet(NextItemNet):
     def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
         super().__init__()
         self.items = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)  # id 0 is padding
@@ -124,11 +135,8 @@ class SASRecNet(nn.Module):
             x = block(x)
         return self.norm(x)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.bias, hidden, self.items.weight[1:].T)
 
-
-def sampled_softmax_loss(net: SASRecNet, hidden: torch.Tensor, targets: torch.Tensor, n: int) -> torch.Tensor:
+def sampled_softmax_loss(net: NextItemNet, hidden: torch.Tensor, targets: torch.Tensor, n: int) -> torch.Tensor:
     """Cross-entropy over each target and ``n`` uniform negatives shared by the batch (accidental hits masked).
 
     With a uniform proposal the log-Q correction is a constant, so none is applied.
@@ -166,7 +174,7 @@ def pad_right(seqs: list[np.ndarray]) -> torch.Tensor:
 class SASRec(Scorer):
     name = "sasrec"
     Config = SASRecConfig
-    Net: ClassVar[type[nn.Module]] = SASRecNet  # next-item network; LRURec swaps in linear recurrent units
+    Net: ClassVar[type[NextItemNet]] = SASRecNet  # next-item network; LRURec swaps in linear recurrent units
 
     def _fit(self, train: TrainData) -> None:
         cfg = self.config
