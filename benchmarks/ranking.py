@@ -251,8 +251,12 @@ HEADER = ("| retriever | valid NDCG@10 | valid R@20 | test NDCG@10 | test R@10 |
 # Fusion -----------------------------------------------------------------------------------------
 FEATURE_SETS = {
     "all": None,  # llmrec.fusion.FEATURES
-    "no-llm": ("retrieval_rr", "retrieval_rrf60", "retrieval_logit", "popularity", "genre_sim", "year_gap"),
+    "no-llm": ("retrieval_rr", "retrieval_rrf60", "retrieval_logit", "popularity", "genre_sim", "year_gap", "text_sim",
+               "text_last"),
     "llm+retrieval": ("llm", "llm_rr", "retrieval_rr", "retrieval_rrf60", "retrieval_logit"),
+    "llm+retrieval+text": ("llm", "llm_rr", "retrieval_rr", "retrieval_rrf60", "retrieval_logit", "text_sim",
+                           "text_last"),
+    "llm-both+retrieval": ("llm", "llm_rr", "llm_rev", "retrieval_rr", "retrieval_rrf60", "retrieval_logit"),
     "blend": ("llm", "retrieval_rrf60"),  # the old blend's two terms, weighted by the fit
 }
 MODEL_GRID = (("logistic", 0.01), ("logistic", 0.1), ("logistic", 1.0), ("lambdarank", 50.0),
@@ -414,8 +418,17 @@ def fusion_main(args: argparse.Namespace) -> int:
     from llmrec.baselines.builtin import NEURAL
     from llmrec.config import RecommenderConfig
     from llmrec.evaluation.rerank import RerankPipeline, fit_retriever
-    from llmrec.fusion import FEATURES, FeatureContext, FusedRanker, FusionModel, fit_fusion, retriever_identity
+    from llmrec.fusion import (
+        FEATURES,
+        FeatureContext,
+        FusedRanker,
+        FusionModel,
+        embedder_identity,
+        fit_fusion,
+        retriever_identity,
+    )
     from llmrec.paths import resolve_cache_dir
+    from llmrec.pipeline import Recommender
 
     data, seq, split = load_split(args.dataset, args.data_dir)
     llm = {"model": args.model, "use_default_adapter": args.adapter == "shipped", "dtype": args.dtype,
@@ -435,8 +448,11 @@ def fusion_main(args: argparse.Namespace) -> int:
     valid_scorer = (pipeline.scorer if args.retriever in NEURAL
                     else fit_retriever(args.retriever, split.tune_train, cache_dir=cache))  # fmt: skip
     ranker = build_llm_ranker(config, data.items, args.prompt)
+    owner = Recommender(config, dataset=data)  # the text features read the vector store the app reads
+    vectors = owner.index.get_vectors(list(data.items))
     probe = FusedRanker(FusionModel("logistic", FEATURES, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES),
-                                    (0.0,) * len(FEATURES)), FeatureContext(data.items, {}, 20), ranker)  # fmt: skip
+                                    (0.0,) * len(FEATURES)), FeatureContext(data.items, {}, 20, vectors),
+                        ranker)  # fmt: skip
     rng = np.random.default_rng(0)
     n = seq.n_users
     pick = np.arange(n) if not args.max_users or args.max_users >= n else np.sort(rng.choice(n, args.max_users,
@@ -477,6 +493,8 @@ def fusion_main(args: argparse.Namespace) -> int:
         "retriever": (None, None),
         "llm alone (zero-shot)" if args.adapter == "none" else "llm alone": (
             [w["features"][:, 0] for w in valid], [w["features"][:, 0] for w in test]),
+        "llm alone, both orders (mean)": tuple([w["features"][:, 0] + w["features"][:, FEATURES.index("llm_rev")]
+                                               for w in split_] for split_ in (valid, test)),
         f"blend {blend:g} (validated)": (blend_scores(valid, blend), blend_scores(test, blend)),
         f"fusion without the LLM ({best_no_llm['kind']})": (
             [no_llm.score(x) for x in columns(valid, no_llm.features)],
@@ -502,6 +520,7 @@ def fusion_main(args: argparse.Namespace) -> int:
     card = {
         "name": out.name, "dataset": data.name, "min_count": 5, "protocol": split.protocol,
         "split": split.description, "retriever": retriever_identity(args.retriever), "n_candidates": 20,
+        "embedder": embedder_identity(owner.embedder),
         "llm": ranker.llm.identity, "llm_model": args.model, "adapter": args.adapter, "dtype": args.dtype,
         "prompt": ranker.prompt.ref,
         "labels": ranker.labels, "max_history": ranker.max_history, "kind": best["kind"], "param": best["param"],

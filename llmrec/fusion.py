@@ -2,7 +2,8 @@
 
 For each candidate of the retriever's window the ranker computes a few features (``FEATURES``): the LLM's
 label log-probability and rank, the retriever's rank and score, popularity in the fit data, genre overlap
-with the user's recent history and the distance in years. A ``FusionModel`` -- scikit-learn's logistic
+with the user's recent history, the distance in years, and the cosine similarity of the item's text embedding
+(the vector store's) to the recent history's mean and to the last item. A ``FusionModel`` -- scikit-learn's logistic
 regression or LightGBM's LambdaRank, fitted on the validation split only (``benchmarks/ranking.py``) -- turns
 them into one score per candidate. The old retrieval blend, ``(1-b) * llm + b * log(1/(60+rank))``, is a
 linear model of two of these features, so the logistic model contains it as a special case.
@@ -18,6 +19,7 @@ so fitting, sweeps and re-runs never score a prompt twice; ``CachedLLM`` puts it
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -33,10 +35,11 @@ from llmrec.errors import ConfigError, ModelError
 from llmrec.fileutil import atomic_file, sha256_file
 from llmrec.types import Candidate, Item, UserProfile
 
-LLM_FEATURES = ("llm", "llm_rr")
+LLM_FEATURES = ("llm", "llm_rr", "llm_rev")  # llm_rev: the label scores with the window shown in reverse
 RETRIEVAL_FEATURES = ("retrieval_rr", "retrieval_rrf60", "retrieval_logit")
 CONTENT_FEATURES = ("popularity", "genre_sim", "year_gap")
-FEATURES = (*LLM_FEATURES, *RETRIEVAL_FEATURES, *CONTENT_FEATURES)
+TEXT_FEATURES = ("text_sim", "text_last")  # need the items' text vectors (FeatureContext.vectors)
+FEATURES = (*LLM_FEATURES, *RETRIEVAL_FEATURES, *CONTENT_FEATURES, *TEXT_FEATURES)
 KINDS = ("logistic", "lambdarank")
 FORMAT = 1
 
@@ -65,18 +68,48 @@ class FeatureContext:
     items: Mapping[str, Item]
     popularity: Mapping[str, int]  # item id -> users who interacted with it in the fit data
     max_history: int = 20
+    vectors: Mapping[str, np.ndarray] | None = None  # item id -> unit-length text vector (the text features)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+def text_features(window: Sequence[Candidate], recent: Sequence[str], vectors: Mapping[str, np.ndarray]
+                  ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per candidate: cosine of its text vector to the mean of the ``recent`` items' vectors, and to the last of
+    them that has one; 0 where a vector is missing."""
+    known = [_unit(np.asarray(vectors[i], dtype=np.float64)) for i in recent if i in vectors]
+    sim, last = np.zeros(len(window)), np.zeros(len(window))
+    if not known:
+        return sim, last
+    profile = _unit(np.mean(known, axis=0))
+    for row, candidate in enumerate(window):
+        vector = vectors.get(candidate.item_id)
+        if vector is not None:
+            unit = _unit(np.asarray(vector, dtype=np.float64))
+            sim[row], last[row] = float(unit @ profile), float(unit @ known[-1])
+    return sim, last
 
 
 def candidate_features(window: Sequence[Candidate], history: Sequence[str], llm_logprobs: np.ndarray | None,
-                       context: FeatureContext, names: Sequence[str] = FEATURES) -> np.ndarray:  # fmt: skip
-    """(len(window), len(names)) features; ``window`` in retrieval order, ``history`` oldest first."""
+                       context: FeatureContext, names: Sequence[str] = FEATURES,
+                       llm_reversed: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """(len(window), len(names)) features; ``window`` in retrieval order, ``history`` oldest first.
+    ``llm_reversed``: the label log-probabilities of the window shown last candidate first, in window order."""
     n = len(window)
     values: dict[str, np.ndarray] = {}
-    if any(f in LLM_FEATURES for f in names):
+    if any(f in ("llm", "llm_rr") for f in names):
         if llm_logprobs is None or len(llm_logprobs) != n:
             raise ModelError(f"fusion: features {list(LLM_FEATURES)} need the language model's {n} label scores")
         values["llm"] = np.asarray(llm_logprobs, dtype=np.float64)
         values["llm_rr"] = _rank_rr(values["llm"])
+    if "llm_rev" in names:
+        if llm_reversed is None or len(llm_reversed) != n:
+            raise ModelError(f"fusion: feature llm_rev needs the language model's {n} label scores of the reversed "
+                             "window")  # fmt: skip
+        values["llm_rev"] = np.asarray(llm_reversed, dtype=np.float64)
     position = np.arange(n, dtype=np.float64)
     values["retrieval_rr"] = 1.0 / (1.0 + position)
     values["retrieval_rrf60"] = np.log(1.0 / (61.0 + position))
@@ -101,6 +134,11 @@ def candidate_features(window: Sequence[Candidate], history: Sequence[str], llm_
         if item.year and mean_year is not None:
             year_gap[row] = abs(item.year - mean_year) / 10.0
     values["genre_sim"], values["year_gap"] = genre_sim, year_gap
+    if any(f in TEXT_FEATURES for f in names):
+        if context.vectors is None:
+            raise ModelError(f"fusion: features {list(TEXT_FEATURES)} need the items' text vectors (the vector store)")
+        recent_ids = list(history[-context.max_history :]) if history else []
+        values["text_sim"], values["text_last"] = text_features(window, recent_ids, context.vectors)
     return np.stack([values[name] for name in names], axis=1)
 
 
@@ -144,7 +182,8 @@ class FusionModel:
 
     def check(self, **actual: Any) -> None:
         """Refuse use outside what the card says the model was fitted for: ``dataset=``, ``protocol=``,
-        ``retriever=``, ``n_candidates=``, ``llm=`` (identity), ``min_count=``; ``None`` values are not checked."""
+        ``retriever=``, ``n_candidates=``, ``llm=`` (identity), ``min_count=``, ``embedder=``; ``None`` values are not
+        checked."""
         for key, value in actual.items():
             expected = self.card.get(key)
             if value is None or expected is None or _same(expected, value):
@@ -323,16 +362,18 @@ class FusedRanker:
 
     def set_popularity(self, popularity: Mapping[str, int]) -> None:
         """Popularity from the data the retriever was fitted on (the evaluation sets the fit split's)."""
-        self.context = FeatureContext(self.context.items, dict(popularity), self.context.max_history)
+        self.context = dataclasses.replace(self.context, popularity=dict(popularity))
 
     def features(self, profile: UserProfile, window: Sequence[Candidate]) -> np.ndarray:
-        logprobs = self.llm_ranker.score(profile, window) if self.model.uses_llm else None
+        names = self.model.features
+        logprobs = self.llm_ranker.score(profile, window) if any(f in ("llm", "llm_rr") for f in names) else None
+        # The same question with the candidates in reverse order (a second prompt with the same prefix): a small
+        # model's letter choice leans on position, and the two orders lean opposite ways.
+        reversed_ = self.llm_ranker.score(profile, window[::-1])[::-1] if "llm_rev" in names else None
         history = [e.item_id for e in profile.history]
-        return candidate_features(window, history, logprobs, self.context, self.model.features)
+        return candidate_features(window, history, logprobs, self.context, names, reversed_)
 
     def rank(self, profile: UserProfile, candidates: Sequence[Candidate], n: int) -> list[Candidate]:
-        import dataclasses
-
         known = [c for c in candidates if c.item_id in self.context.items]
         window, rest = known[: self.n_candidates], known[self.n_candidates :]
         self.last_note = ""
@@ -422,6 +463,24 @@ def interaction_counts(dataset: Any) -> dict[str, int]:
     return counts
 
 
+def embedder_identity(embedder: Any) -> dict[str, str]:
+    """The text embedder as a fusion card records it (the text features are only valid for its vectors)."""
+    return {"name": embedder.name, "fingerprint": embedder.fingerprint()}
+
+
+def item_vectors(model: FusionModel, owner: Any) -> dict[str, np.ndarray] | None:
+    """The catalogue's text vectors from the owner's vector store when ``model`` uses text features, else None;
+    the store's embedder must be the card's."""
+    if not any(f in TEXT_FEATURES for f in model.features):
+        return None
+    model.check(embedder=embedder_identity(owner.embedder))
+    vectors = owner.index.get_vectors(list(owner.items))
+    if not vectors:
+        raise ModelError(f"{model.card.get('name', 'fusion model')} uses text similarity but the vector store has "
+                         "no vectors for this catalogue; run llmrec index first")  # fmt: skip
+    return vectors
+
+
 def build_fused_ranker(config: Any, owner: Any, path: str | Path | None = None) -> FusedRanker:
     """The ``fused`` ranker kind: the shipped fusion model for this language model, data set and collaborative
     retriever (``retrieval.retriever = "cf"``), its LLM ranker reading label scores through the on-disk cache."""
@@ -442,7 +501,8 @@ def build_fused_ranker(config: Any, owner: Any, path: str | Path | None = None) 
         raise ModelError(f"{model.card.get('name', path.name)} was fitted for retriever cf:{fitted_for}, not "
                          f"{retrieval.retriever!r}; use --retriever cf --cf-model {fitted_for}")  # fmt: skip
     model.check(dataset=dataset, min_count=config.data.min_count, retriever=retriever_identity(retriever))
-    context = FeatureContext(owner.items, interaction_counts(owner.dataset), config.ranker.max_history)
+    context = FeatureContext(owner.items, interaction_counts(owner.dataset), config.ranker.max_history,
+                             item_vectors(model, owner))  # fmt: skip
     if not model.uses_llm:
         return FusedRanker(model, context)
     # The label scores' dtype is part of what the model was fitted on: run the language model in the card's dtype

@@ -34,6 +34,9 @@ ITEMS = {
     "6": Item("6", "Fargo", 1996, ("Crime", "Comedy")),
 }
 POPULARITY = {"1": 9, "2": 3, "3": 0, "4": 20, "5": 1, "6": 5}
+# Text vectors (not unit length: the features normalise them); item 3 has none.
+VECTORS = {"1": np.array([2.0, 0.0, 0.0]), "2": np.array([1.0, 1.0, 0.0]), "4": np.array([0.0, 0.0, 3.0]),
+           "5": np.array([0.0, 1.0, 0.0]), "6": np.array([-1.0, 0.0, 0.0])}  # fmt: skip
 
 
 def window(ids=("2", "3", "4", "5", "6"), scores=(5.0, 4.0, 3.0, 2.0, 1.0)) -> list[Candidate]:
@@ -51,12 +54,14 @@ def logistic(names, coef, card=None) -> FusionModel:
 
 # Features -----------------------------------------------------------------------------------------
 def test_features_by_hand():
-    context = FeatureContext(ITEMS, POPULARITY, max_history=20)
+    context = FeatureContext(ITEMS, POPULARITY, max_history=20, vectors=VECTORS)
     llm = np.log(np.array([0.1, 0.5, 0.2, 0.15, 0.05]))
-    x = candidate_features(window(), ["1"], llm, context)
+    reversed_ = np.log(np.array([0.3, 0.3, 0.2, 0.1, 0.1]))
+    x = candidate_features(window(), ["1"], llm, context, llm_reversed=reversed_)
     col = {name: x[:, FEATURES.index(name)] for name in FEATURES}
     np.testing.assert_allclose(col["llm"], llm)
     np.testing.assert_allclose(col["llm_rr"], [1 / 4, 1, 1 / 2, 1 / 3, 1 / 5])  # ranks 4, 1, 2, 3, 5
+    np.testing.assert_allclose(col["llm_rev"], reversed_)
     np.testing.assert_allclose(col["retrieval_rr"], [1, 1 / 2, 1 / 3, 1 / 4, 1 / 5])
     np.testing.assert_allclose(col["retrieval_rrf60"], np.log(1 / np.arange(61, 66)))
     np.testing.assert_allclose(np.exp(col["retrieval_logit"]).sum(), 1.0)  # a log-softmax of the scores
@@ -64,6 +69,22 @@ def test_features_by_hand():
     # Alien's genres {Horror, Sci-Fi}: Aliens shares one of two (cos = 1 / (sqrt 2 * sqrt 2)), Heat none
     np.testing.assert_allclose(col["genre_sim"], [0.5, 0.0, 0.0, 0.5, 0.0])
     np.testing.assert_allclose(col["year_gap"], [0.7, 1.6, 3.0, 0.6, 1.7])
+    # one history item (Alien, along x): both text features are the cosine to it; Heat has no vector
+    np.testing.assert_allclose(col["text_sim"], [1 / np.sqrt(2), 0.0, 0.0, 0.0, -1.0])
+    np.testing.assert_allclose(col["text_last"], col["text_sim"])
+
+
+def test_text_similarity_to_the_recent_mean_and_to_the_last_item():
+    context = FeatureContext(ITEMS, POPULARITY, max_history=2, vectors=VECTORS)
+    # history oldest first; max_history 2 keeps Up and Brazil (Alien drops out; Heat would have no vector)
+    x = candidate_features(window(("1", "2", "6")), ["1", "4", "5"], None, context, names=("text_sim", "text_last"))
+    profile_ = np.array([0.0, 1.0, 1.0]) / np.sqrt(2)  # mean of the unit vectors of Up (z) and Brazil (y)
+    np.testing.assert_allclose(x[:, 0], [0.0, (1 / np.sqrt(2)) * profile_[1], 0.0])
+    np.testing.assert_allclose(x[:, 1], [0.0, 1 / np.sqrt(2), 0.0])  # against Brazil only
+    unknown_history = candidate_features(window(), ["3"], None, context, names=("text_sim", "text_last"))
+    assert not unknown_history.any()  # no history vector: zeros, not NaN
+    with pytest.raises(ModelError, match="text vectors"):
+        candidate_features(window(), ["1"], None, FeatureContext(ITEMS, POPULARITY), names=("text_sim",))
 
 
 def test_features_for_a_user_with_one_or_no_item_and_missing_llm_scores():
@@ -155,6 +176,22 @@ def test_ties_keep_the_retrieval_order_and_the_result_is_a_reordering():
     by_popularity = FusedRanker(logistic(("popularity",), (1.0,)), FeatureContext(ITEMS, POPULARITY))
     ranked = by_popularity.rank(profile(), window(), 3)
     assert [c.item_id for c in ranked] == ["4", "6", "2"] and ranked[0].evidence.stage_scores[-1][0] == "fused"
+
+
+def test_the_reversed_window_feature_asks_again_last_candidate_first_and_maps_scores_back():
+    first_letter = FakeLLM(scorer=lambda _m, options: -np.arange(len(options), dtype=float))  # always leans to "A"
+    llm_ranker = LLMRanker(first_letter, ITEMS)
+    forward = FusedRanker(logistic(("llm",), (1.0,)), FeatureContext(ITEMS, POPULARITY), llm_ranker)
+    backward = FusedRanker(logistic(("llm_rev",), (1.0,)), FeatureContext(ITEMS, POPULARITY), llm_ranker)
+    assert [c.item_id for c in forward.rank(profile(), window(), 5)] == ["2", "3", "4", "5", "6"]
+    assert len(first_letter.prompts) == 1
+    # shown last candidate first, "A" is Fargo: mapped back, the reversed scores put the window's last item on top
+    assert [c.item_id for c in backward.rank(profile(), window(), 5)] == ["6", "5", "4", "3", "2"]
+    shown = str(first_letter.prompts[-1])
+    assert len(first_letter.prompts) == 2 and shown.index("Fargo") < shown.index("Aliens")
+    both = FusedRanker(logistic(("llm", "llm_rev"), (1.0, 1.0)), FeatureContext(ITEMS, POPULARITY), llm_ranker)
+    both.rank(profile(), window(), 5)
+    assert len(first_letter.prompts) == 4  # one prompt per order
 
 
 def test_short_windows_are_named_and_a_failing_llm_falls_back_to_retrieval_order():
@@ -257,6 +294,30 @@ def test_the_fused_kind_refuses_another_retriever_data_set_or_model_in_one_line(
         assert "\n" not in str(error.value)
     with pytest.raises(ModelError, match="is missing"):
         build_fused_ranker(owner.config, owner)  # nothing ships for the toy data set
+
+
+def test_a_fusion_model_with_text_features_reads_the_owners_vector_store_and_checks_its_embedder(tmp_path):
+    from fixtures_catalog import fake_recommender
+    from llmrec.fusion import build_fused_ranker, embedder_identity, retriever_identity
+
+    owner = fake_recommender(retrieval={"retriever": "cf", "cf_model": "ease"}, cache_dir=str(tmp_path))
+    card = {"name": "fusion-text.json", "dataset": "toy", "min_count": 3, "retriever": retriever_identity("ease"),
+            "n_candidates": 20, "embedder": embedder_identity(owner.embedder)}  # fmt: skip
+    path = logistic(("text_last",), (1.0,), card).save(tmp_path / "text.json")
+    ranker = build_fused_ranker(owner.config, owner, path)
+    assert set(ranker.context.vectors) == set(owner.items)  # the store's vectors, one per catalogue item
+    liked, *others = list(owner.items)
+    profile_ = UserProfile(user_id="new", history=(HistoryEntry(liked, 5.0),))
+    ids = others[:6]
+    ranked = ranker.rank(profile_, [Candidate(i, 0.0, ("cf",)) for i in ids], 6)
+    unit = {i: v / np.linalg.norm(v) for i, v in ranker.context.vectors.items()}
+    expected = sorted(ids, key=lambda i: -float(unit[i] @ unit[liked]))  # most similar text to the liked item first
+    assert [c.item_id for c in ranked] == expected
+    other = {**card, "embedder": {"name": "all-minilm-l6-v2", "fingerprint": "0" * 64}}
+    path = logistic(("text_last",), (1.0,), other).save(tmp_path / "other.json")
+    with pytest.raises(ModelError, match="fitted for embedder") as error:
+        build_fused_ranker(owner.config, owner, path)
+    assert "\n" not in str(error.value)
 
 
 def test_the_llm_kind_orders_by_a_shipped_fusion_model_over_its_retriever_else_blends(tmp_path, monkeypatch, caplog):
