@@ -493,6 +493,8 @@ def fusion_main(args: argparse.Namespace) -> int:
         "retriever": (None, None),
         "llm alone (zero-shot)" if args.adapter == "none" else "llm alone": (
             [w["features"][:, 0] for w in valid], [w["features"][:, 0] for w in test]),
+        "llm alone, window reversed": tuple([w["features"][:, FEATURES.index("llm_rev")] for w in split_]
+                                            for split_ in (valid, test)),
         "llm alone, both orders (mean)": tuple([w["features"][:, 0] + w["features"][:, FEATURES.index("llm_rev")]
                                                for w in split_] for split_ in (valid, test)),
         f"blend {blend:g} (validated)": (blend_scores(valid, blend), blend_scores(test, blend)),
