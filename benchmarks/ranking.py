@@ -343,7 +343,8 @@ def collect_windows(pipeline: Any, scorer: Any, cases: Any, counts: np.ndarray, 
             continue
         window = pipeline.window(top[i], top_scores[i])
         features = probe.features(pipeline._profile(int(users[i]), histories[i]), window)
-        out.append({"user": int(users[i]), "target": int(hits[0]), "features": features})
+        out.append({"user": int(users[i]), "target": int(hits[0]), "features": features,
+                    "names": probe.model.features})
     return out
 
 
@@ -372,10 +373,7 @@ def window_metrics(windows: Sequence[Mapping[str, Any]], scores: Sequence[np.nda
 
 
 def columns(windows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[np.ndarray]:
-    from llmrec.fusion import FEATURES
-
-    index = [FEATURES.index(n) for n in names]
-    return [w["features"][:, index] for w in windows]
+    return [w["features"][:, [w["names"].index(n) for n in names]] for w in windows]
 
 
 def labels_of(windows: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
@@ -405,10 +403,8 @@ def cross_validate(windows: Sequence[Mapping[str, Any]], names: Sequence[str], k
 
 def blend_scores(windows: Sequence[Mapping[str, Any]], blend: float) -> list[np.ndarray]:
     """``LLMRanker``'s blended score: (1-b) * the LLM's log-probability + b * log(1 / (60 + rank))."""
-    from llmrec.fusion import FEATURES
-
-    llm, rrf = FEATURES.index("llm"), FEATURES.index("retrieval_rrf60")
-    return [(1 - blend) * w["features"][:, llm] + blend * w["features"][:, rrf] for w in windows]
+    llm, rrf = columns(windows, ("llm",)), columns(windows, ("retrieval_rrf60",))
+    return [(1 - blend) * a[:, 0] + blend * b[:, 0] for a, b in zip(llm, rrf)]
 
 
 def fusion_main(args: argparse.Namespace) -> int:
@@ -450,8 +446,10 @@ def fusion_main(args: argparse.Namespace) -> int:
     ranker = build_llm_ranker(config, data.items, args.prompt)
     owner = Recommender(config, dataset=data)  # the text features read the vector store the app reads
     vectors = owner.index.get_vectors(list(data.items))
-    probe = FusedRanker(FusionModel("logistic", FEATURES, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES),
-                                    (0.0,) * len(FEATURES)), FeatureContext(data.items, {}, 20, vectors),
+    # --no-reversed: no second prompt per window (llm_rev), half the language model's time
+    names_all = tuple(f for f in FEATURES if not (args.no_reversed and f == "llm_rev"))
+    probe = FusedRanker(FusionModel("logistic", names_all, (0.0,) * len(names_all), (1.0,) * len(names_all),
+                                    (0.0,) * len(names_all)), FeatureContext(data.items, {}, 20, vectors),
                         ranker)  # fmt: skip
     rng = np.random.default_rng(0)
     n = seq.n_users
@@ -471,7 +469,9 @@ def fusion_main(args: argparse.Namespace) -> int:
 
     selection = []
     for set_name, names in FEATURE_SETS.items():
-        names = tuple(names or FEATURES)
+        names = tuple(names or names_all)
+        if not set(names) <= set(names_all):
+            continue
         for kind, param in MODEL_GRID:
             if set_name == "blend" and kind != "logistic":
                 continue
@@ -483,7 +483,7 @@ def fusion_main(args: argparse.Namespace) -> int:
     best_no_llm = max((s for s in selection if s["features"] == "no-llm"), key=lambda s: s["cv"]["ndcg@10"])
 
     def fitted(choice: Mapping[str, Any]) -> FusionModel:
-        names = tuple(FEATURE_SETS[choice["features"]] or FEATURES)
+        names = tuple(FEATURE_SETS[choice["features"]] or names_all)
         return fit_fusion(columns(valid, names), labels_of(valid), names, choice["kind"], choice["param"])
 
     model, no_llm = fitted(best), fitted(best_no_llm)
@@ -491,12 +491,13 @@ def fusion_main(args: argparse.Namespace) -> int:
     blend = max(BLENDS, key=lambda b: (blend_valid[f"{b:g}"], -b))
     rows = {
         "retriever": (None, None),
-        "llm alone (zero-shot)" if args.adapter == "none" else "llm alone": (
-            [w["features"][:, 0] for w in valid], [w["features"][:, 0] for w in test]),
-        "llm alone, window reversed": tuple([w["features"][:, FEATURES.index("llm_rev")] for w in split_]
-                                            for split_ in (valid, test)),
-        "llm alone, both orders (mean)": tuple([w["features"][:, 0] + w["features"][:, FEATURES.index("llm_rev")]
-                                               for w in split_] for split_ in (valid, test)),
+        "llm alone (zero-shot)" if args.adapter == "none" else "llm alone": tuple(
+            [x[:, 0] for x in columns(split_, ("llm",))] for split_ in (valid, test)),
+        **({} if args.no_reversed else {
+            "llm alone, window reversed": tuple([x[:, 0] for x in columns(split_, ("llm_rev",))]
+                                                for split_ in (valid, test)),
+            "llm alone, both orders (mean)": tuple([x.sum(axis=1) for x in columns(split_, ("llm", "llm_rev"))]
+                                                   for split_ in (valid, test))}),
         f"blend {blend:g} (validated)": (blend_scores(valid, blend), blend_scores(test, blend)),
         f"fusion without the LLM ({best_no_llm['kind']})": (
             [no_llm.score(x) for x in columns(valid, no_llm.features)],
@@ -585,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dtype", default="bfloat16", help="fusion: the language model's dtype (bf16: 2.5x faster here)")
     p.add_argument("--only", choices=("valid", "test"), help="fusion: only score this split's prompts (fills the "
                    "cache; run one process per split on two cores), then stop")
+    p.add_argument("--no-reversed", action="store_true", help="fusion: skip the llm_rev feature (its second prompt)")
     p.add_argument("--prompt", default="rank", help="fusion: prompt task[@version] of the LLM ranker")
     p.add_argument("--cache-dir", default=None, help="llmrec cache (retriever checkpoints, the label-score cache)")
     p.add_argument("--examples", type=int, default=64, help="zeroshot: training lists per order")

@@ -1,12 +1,13 @@
 """One fused final order: the LLM ranker's label scores combined with retrieval signals by a learned model.
 
 For each candidate of the retriever's window the ranker computes a few features (``FEATURES``): the LLM's
-label log-probability and rank, the retriever's rank and score, popularity in the fit data, genre overlap
-with the user's recent history, the distance in years, and the cosine similarity of the item's text embedding
-(the vector store's) to the recent history's mean and to the last item. A ``FusionModel`` -- scikit-learn's logistic
-regression or LightGBM's LambdaRank, fitted on the validation split only (``benchmarks/ranking.py``) -- turns
-them into one score per candidate. The old retrieval blend, ``(1-b) * llm + b * log(1/(60+rank))``, is a
-linear model of two of these features, so the logistic model contains it as a special case.
+label log-probability and rank (and, asked again with the window reversed, its log-probability), the retriever's
+rank and score, popularity in the fit data, genre overlap with the user's recent history, the distance in years,
+and the cosine similarity of the item's text embedding (the vector store's) to the recent history's mean and to
+the last item. A ``FusionModel`` -- scikit-learn's logistic regression or LightGBM's LambdaRank, fitted on the
+validation split only (``benchmarks/ranking.py``) -- turns them into one score per candidate. The old retrieval
+blend, ``(1-b) * llm + b * log(1/(60+rank))``, is a linear model of two of these features, so the logistic model
+contains it as a special case.
 
 A fusion model is only valid for what it was fitted on: its card names the data set (and its k-core), the
 split protocol, the retriever and its settings, the number of candidates and the language model's identity
@@ -68,7 +69,7 @@ class FeatureContext:
     items: Mapping[str, Item]
     popularity: Mapping[str, int]  # item id -> users who interacted with it in the fit data
     max_history: int = 20
-    vectors: Mapping[str, np.ndarray] | None = None  # item id -> unit-length text vector (the text features)
+    vectors: Mapping[str, np.ndarray] | None = None  # item id -> its text vector (the text features)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
@@ -102,7 +103,7 @@ def candidate_features(window: Sequence[Candidate], history: Sequence[str], llm_
     values: dict[str, np.ndarray] = {}
     if any(f in ("llm", "llm_rr") for f in names):
         if llm_logprobs is None or len(llm_logprobs) != n:
-            raise ModelError(f"fusion: features {list(LLM_FEATURES)} need the language model's {n} label scores")
+            raise ModelError(f"fusion: features llm and llm_rr need the language model's {n} label scores")
         values["llm"] = np.asarray(llm_logprobs, dtype=np.float64)
         values["llm_rr"] = _rank_rr(values["llm"])
     if "llm_rev" in names:
