@@ -551,7 +551,8 @@ def verify(args: argparse.Namespace, card: Mapping[str, Any]) -> None:
     from llmrec.evaluation.rerank import run_rerank_evaluation
 
     config = RecommenderConfig().updated(data={"dataset": args.dataset, "data_dir": args.data_dir},
-                                         ranker={"kind": "llm"}, cache_dir=args.cache_dir)  # fmt: skip
+                                         llm={"model": args.model}, ranker={"kind": "llm"},
+                                         cache_dir=args.cache_dir)  # fmt: skip
     report = run_rerank_evaluation(config, args.retriever, variants={}, max_users=args.max_users or None)
     fused = report.results.get(f"{args.retriever}+llm:{config.llm.model}")
     if fused is None or "orders by" not in report.notes.get("fused order", ""):

@@ -348,21 +348,28 @@ def test_the_llm_kind_orders_by_a_shipped_fusion_model_over_its_retriever_else_b
     assert "fitted for dataset" in caplog.text
 
 
-@pytest.mark.parametrize(("dataset", "retriever", "users"),
-                         [("ml-latest-small", "sasrec", 610), ("ml-latest-small", "ensemble", 610),
-                          ("ml-100k", "ensemble", 943)])  # fmt: skip
-def test_the_shipped_fusion_model_matches_the_registry_retriever(dataset, retriever, users):
-    """The fusion models that ship were fitted on the retrievers' current defaults (the ensemble's include its
-    members'): changing them without refitting would make ``--ranker llm`` fall back to the blend over that
-    retriever, so this fails first."""
-    from llmrec import fusion
+SMALL, LARGE = "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"
 
-    path = fusion.fusion_file("qwen2.5-coder-0.5b-instruct", dataset, retriever)
+
+@pytest.mark.parametrize(("llm", "dataset", "retriever", "users"),
+                         [(SMALL, "ml-latest-small", "sasrec", 610), (SMALL, "ml-latest-small", "ensemble", 610),
+                          (SMALL, "ml-100k", "ensemble", 943), (LARGE, "ml-latest-small", "ensemble", 610)])  # fmt: skip
+def test_the_shipped_fusion_model_matches_the_registry_retriever(llm, dataset, retriever, users):
+    """The fusion models that ship were fitted on the retrievers' current defaults (the ensemble's include its
+    members') and, where they use text similarity, on the default embedder's vectors: changing either without
+    refitting would make ``--ranker llm`` fall back to the blend over that retriever, so this fails first."""
+    from llmrec import fusion
+    from llmrec.embedding import get_embedder
+
+    path = fusion.fusion_file(llm, dataset, retriever)
     model = fusion.FusionModel.load(path)
     model.check(dataset=dataset, min_count=5, retriever=fusion.retriever_identity(retriever))
     card = model.card
     assert card["validation"] and card["test"]["users"] == users  # the card reports both splits
-    assert set(model.features) <= set(fusion.FEATURES) and model.uses_llm
+    assert set(model.features) <= set(fusion.FEATURES) and model.uses_llm and card["llm_model"] == llm
+    if set(model.features) & set(fusion.TEXT_FEATURES):
+        model.check(embedder=fusion.embedder_identity(get_embedder()))
+        assert card["embedder"]  # checked against the store's embedder when the ranker is built
 
 
 def test_the_best_shipped_pipeline_comes_first_and_evaluate_ranker_defaults_to_it():
@@ -372,4 +379,5 @@ def test_the_best_shipped_pipeline_comes_first_and_evaluate_ranker_defaults_to_i
 
     assert fusion.shipped_retrievers("qwen2.5-coder-0.5b-instruct", "ml-latest-small") == ["ensemble", "sasrec"]
     assert fusion.shipped_retrievers("qwen2.5-coder-0.5b-instruct", "ml-100k") == ["ensemble"]
+    assert fusion.shipped_retrievers("qwen2.5-coder-1.5b-instruct", "ml-latest-small") == ["ensemble"]
     assert fusion.shipped_retrievers("qwen2.5-coder-0.5b-instruct", "toy") == []
