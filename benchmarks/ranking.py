@@ -250,7 +250,7 @@ HEADER = ("| retriever | valid NDCG@10 | valid R@20 | test NDCG@10 | test R@10 |
 
 # Fusion -----------------------------------------------------------------------------------------
 FEATURE_SETS = {
-    "all": None,  # llmrec.fusion.FEATURES
+    "all": None,  # every feature the run computed (llmrec.fusion.FEATURES; without llm_rev under --no-reversed)
     "no-llm": ("retrieval_rr", "retrieval_rrf60", "retrieval_logit", "popularity", "genre_sim", "year_gap", "text_sim",
                "text_last"),
     "llm+retrieval": ("llm", "llm_rr", "retrieval_rr", "retrieval_rrf60", "retrieval_logit"),

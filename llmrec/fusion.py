@@ -36,7 +36,8 @@ from llmrec.errors import ConfigError, ModelError
 from llmrec.fileutil import atomic_file, sha256_file
 from llmrec.types import Candidate, Item, UserProfile
 
-LLM_FEATURES = ("llm", "llm_rr", "llm_rev")  # llm_rev: the label scores with the window shown in reverse
+FORWARD_LLM_FEATURES = ("llm", "llm_rr")  # from the label scores of the window in retrieval order
+LLM_FEATURES = (*FORWARD_LLM_FEATURES, "llm_rev")  # llm_rev: the label scores with the window shown in reverse
 RETRIEVAL_FEATURES = ("retrieval_rr", "retrieval_rrf60", "retrieval_logit")
 CONTENT_FEATURES = ("popularity", "genre_sim", "year_gap")
 TEXT_FEATURES = ("text_sim", "text_last")  # need the items' text vectors (FeatureContext.vectors)
@@ -101,7 +102,7 @@ def candidate_features(window: Sequence[Candidate], history: Sequence[str], llm_
     ``llm_reversed``: the label log-probabilities of the window shown last candidate first, in window order."""
     n = len(window)
     values: dict[str, np.ndarray] = {}
-    if any(f in ("llm", "llm_rr") for f in names):
+    if set(names) & set(FORWARD_LLM_FEATURES):
         if llm_logprobs is None or len(llm_logprobs) != n:
             raise ModelError(f"fusion: features llm and llm_rr need the language model's {n} label scores")
         values["llm"] = np.asarray(llm_logprobs, dtype=np.float64)
@@ -135,7 +136,7 @@ def candidate_features(window: Sequence[Candidate], history: Sequence[str], llm_
         if item.year and mean_year is not None:
             year_gap[row] = abs(item.year - mean_year) / 10.0
     values["genre_sim"], values["year_gap"] = genre_sim, year_gap
-    if any(f in TEXT_FEATURES for f in names):
+    if set(names) & set(TEXT_FEATURES):
         if context.vectors is None:
             raise ModelError(f"fusion: features {list(TEXT_FEATURES)} need the items' text vectors (the vector store)")
         recent_ids = list(history[-context.max_history :]) if history else []
@@ -367,7 +368,7 @@ class FusedRanker:
 
     def features(self, profile: UserProfile, window: Sequence[Candidate]) -> np.ndarray:
         names = self.model.features
-        logprobs = self.llm_ranker.score(profile, window) if any(f in ("llm", "llm_rr") for f in names) else None
+        logprobs = self.llm_ranker.score(profile, window) if set(names) & set(FORWARD_LLM_FEATURES) else None
         # The same question with the candidates in reverse order (a second prompt with the same prefix): a small
         # model's letter choice leans on position, and the two orders lean opposite ways.
         reversed_ = self.llm_ranker.score(profile, window[::-1])[::-1] if "llm_rev" in names else None
@@ -472,7 +473,7 @@ def embedder_identity(embedder: Any) -> dict[str, str]:
 def item_vectors(model: FusionModel, owner: Any) -> dict[str, np.ndarray] | None:
     """The catalogue's text vectors from the owner's vector store when ``model`` uses text features, else None;
     the store's embedder must be the card's."""
-    if not any(f in TEXT_FEATURES for f in model.features):
+    if not set(model.features) & set(TEXT_FEATURES):
         return None
     model.check(embedder=embedder_identity(owner.embedder))
     vectors = owner.index.get_vectors(list(owner.items))
