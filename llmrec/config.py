@@ -127,7 +127,7 @@ class RankerConfig(_Section):
     blend: float | None = Field(
         None, ge=0.0, le=1.0,
         description="Weight of the retrieval rank in the final score; default: the blend validated in the ranker "
-                    "adapter's card (0 without one).",
+                    "adapter's card; a model without one gets the default model's zero-shot blend.",
     )  # fmt: skip
 
     _kind = field_validator("kind")(lambda value: _known("RANKERS", value))

@@ -135,3 +135,18 @@ def test_v2_prompts_keep_a_conversation_prefix_and_v1_stays_loadable():
     after = v2.messages(liked, candidates(["7", "9"]))[-1]["content"]
     shared = before[: before.index("</history>")]
     assert after.startswith(shared)  # the history block only grew: the prefix and its cache survive
+
+
+def test_a_model_without_a_ranker_card_is_blended_with_retrieval_not_left_alone(caplog) -> None:
+    """No validated blend for the model: the default model's zero-shot blend, with a warning that names it; an
+    explicit ranker.blend and the default model's own card still decide."""
+    from llmrec.config import RecommenderConfig
+    from llmrec.llm.registry import DEFAULT_LLM
+    from llmrec.pipeline.parts import ranker_blend
+
+    unmeasured = RecommenderConfig().updated(llm={"model": "smollm2-135m-instruct"})
+    with caplog.at_level("WARNING", logger="llmrec.pipeline.parts"):
+        assert ranker_blend(unmeasured, FakeLLM()) == 0.98
+    assert "no ranker card for smollm2-135m-instruct" in caplog.text and DEFAULT_LLM in caplog.text
+    assert ranker_blend(unmeasured.updated(ranker={"blend": 0.0}), FakeLLM()) == 0.0
+    assert ranker_blend(RecommenderConfig(), FakeLLM()) == 0.98  # the default model's card, no warning needed
