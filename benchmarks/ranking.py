@@ -113,6 +113,11 @@ def _is_neural(name: str) -> bool:
     return name in NEURAL
 
 
+def data_digest(seq: Any) -> str:
+    """A short fingerprint of a data set's sequences (cache folders are named by it)."""
+    return hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
+
+
 def variant_folder(variant: str, seq: Any, work: Path) -> Path:
     """The cache folder of one variant on one data set, named by the data and the model's full hyper-parameters
     (so a changed default is a new folder); a folder of the older naming is reused when its recorded
@@ -121,7 +126,7 @@ def variant_folder(variant: str, seq: Any, work: Path) -> Path:
 
     name, params = VARIANTS[variant]
     hyper = get_scorer(name, **{**(COMMON if _is_neural(name) else {}), **params}).hyperparameters()
-    data = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
+    data = data_digest(seq)
     legacy = work / seq.name / "retrievers" / f"{variant}-{data}"
     if (legacy / "info.json").is_file() and json.loads((legacy / "info.json").read_text())["hyperparameters"] == hyper:
         return legacy
@@ -172,27 +177,41 @@ def normalise(scores: np.ndarray) -> np.ndarray:
     return np.where(finite, (scores - mean) / np.maximum(std, 1e-9), -np.inf).astype(np.float32)
 
 
-def ensemble_search(members: Sequence[str], split: Any, seq: Any, work: Path,
-                    grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)) -> dict[str, Any]:  # fmt: skip
-    """Weights (first member 1.0) chosen on validation Recall@20, then NDCG@10; figures on both splits."""
+GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+def weighted(scores: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """The weighted sum of normalised scores; a zero weight leaves its member out (0 * -inf, a masked item, would be
+    NaN)."""
+    return sum(w * scores[m] for m, w in weights.items() if w)
+
+
+def search_weights(valid: Mapping[str, np.ndarray], members: Sequence[str], cases: Any,
+                   grid: Sequence[float] = GRID) -> dict[str, float]:  # fmt: skip
+    """Weights (first member 1.0) chosen on validation Recall@20, then NDCG@10; the first best in grid order."""
     import itertools
 
-    loaded = {m: retriever_scores(m, split, seq, work) for m in members}
-    valid = {m: normalise(v[0]) for m, v in loaded.items()}
-    test = {m: normalise(v[1]) for m, v in loaded.items()}
     best: tuple[float, float] | None = None
-    chosen: tuple[float, ...] = ()
-    for weights in itertools.product(grid, repeat=len(members) - 1):
-        combined = valid[members[0]] + sum(w * valid[m] for w, m in zip(weights, members[1:]))
-        m = metrics_of(combined, split.valid)
+    chosen: dict[str, float] = {}
+    for rest in itertools.product(grid, repeat=len(members) - 1):
+        weights = dict(zip(members, (1.0, *rest)))
+        m = metrics_of(weighted(valid, weights), cases)
         key = (m["recall@20"], m["ndcg@10"])
         if best is None or key > best:
             best, chosen = key, weights
-    weights = (1.0, *chosen)
-    combined_valid = sum(w * valid[m] for w, m in zip(weights, members))
-    combined_test = sum(w * test[m] for w, m in zip(weights, members))
-    return {"members": list(members), "weights": list(weights), "valid": metrics_of(combined_valid, split.valid),
-            "test": metrics_of(combined_test, split.test)}  # fmt: skip
+    return chosen
+
+
+def ensemble_search(members: Sequence[str], split: Any, seq: Any, work: Path,
+                    grid: Sequence[float] = GRID) -> dict[str, Any]:  # fmt: skip
+    """Weights (first member 1.0) chosen on validation Recall@20, then NDCG@10; figures on both splits."""
+    loaded = {m: retriever_scores(m, split, seq, work) for m in members}
+    valid = {m: normalise(v[0]) for m, v in loaded.items()}
+    test = {m: normalise(v[1]) for m, v in loaded.items()}
+    weights = search_weights(valid, members, split.valid, grid)
+    return {"members": list(members), "weights": list(weights.values()),
+            "valid": metrics_of(weighted(valid, weights), split.valid),
+            "test": metrics_of(weighted(test, weights), split.test)}  # fmt: skip
 
 
 def position_prior(scores: np.ndarray, cases: Any, k: int = 20) -> dict[str, Any]:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import itertools
 import json
 import logging
 import sys
@@ -35,7 +33,6 @@ import ranking as R  # the sweep's helpers: one split, one cache, one metric cod
 
 MEMBERS = {"lrurec": "lrurec", "sasrec": "sasrec", "ease": "ease-default"}  # member -> the sweep's variant
 WEIGHTS = {"lrurec": 1.0, "sasrec": 0.3, "ease": 0.1}  # the ensemble scorer's defaults
-GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
 def refit(kind: str, model: str, split: Any, seq: Any, work: Path) -> np.ndarray:
@@ -43,7 +40,7 @@ def refit(kind: str, model: str, split: Any, seq: Any, work: Path) -> np.ndarray
     from llmrec.baselines import get_checkpointed_scorer, get_scorer
 
     hyper = get_scorer(model, **R.COMMON).hyperparameters()
-    data = hashlib.sha256(np.concatenate(seq.sequences).astype(np.int64).tobytes()).hexdigest()[:10]
+    data = R.data_digest(seq)
     folder = work / seq.name / "checks" / f"{model}-{kind}"
     info = {"model": model, "kind": kind, "data": data, "hyperparameters": hyper}
     saved, scores = folder / "info.json", folder / "scores.npy"
@@ -66,27 +63,14 @@ def figures(scores: np.ndarray, cases: Any) -> str:
     return f"{m['ndcg@10']:.4f} / {m['recall@10']:.4f} / {m['recall@20']:.4f}"
 
 
-def combine(z: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """The weighted sum; a zero weight leaves its member out (0 * -inf, a masked item, would be NaN)."""
-    return sum(w * z[m] for m, w in weights.items() if w)
-
-
 def seeds(valid: dict, test: dict, extra: np.ndarray, split: Any) -> None:
     second = R.normalise(extra)
     mean = (test["lrurec"] + second) / 2
     print("seeds (test NDCG@10 / R@10 / R@20):")
     print(f"  LRURec seed 0 {figures(test['lrurec'], split.test)}; seed 1 {figures(second, split.test)}; "
           f"their mean {figures(mean, split.test)}")  # fmt: skip
-    print(f"  ensemble {figures(combine(test, WEIGHTS), split.test)}; with the mean as its LRURec "
-          f"{figures(combine({**test, 'lrurec': mean}, WEIGHTS), split.test)}")  # fmt: skip
-
-
-def choose_weights(valid: dict[str, np.ndarray], split: Any) -> tuple[float, float, str]:
-    """SASRec and EASE weights (LRURec 1) by validation Recall@20, then NDCG@10, as the ensemble section does."""
-    best = max(itertools.product(GRID, repeat=2), key=lambda w: tuple(
-        R.metrics_of(combine(valid, {"lrurec": 1.0, "sasrec": w[0], "ease": w[1]}), split.valid)[k]
-        for k in ("recall@20", "ndcg@10")))  # fmt: skip
-    return best[0], best[1], figures(combine(valid, {"lrurec": 1.0, "sasrec": best[0], "ease": best[1]}), split.valid)
+    print(f"  ensemble {figures(R.weighted(test, WEIGHTS), split.test)}; with the mean as its LRURec "
+          f"{figures(R.weighted({**test, 'lrurec': mean}, WEIGHTS), split.test)}")  # fmt: skip
 
 
 def clean(valid: dict, clean_valid: dict, test: dict, split: Any) -> None:
@@ -94,14 +78,14 @@ def clean(valid: dict, clean_valid: dict, test: dict, split: Any) -> None:
     for name, z in (("LRURec", "lrurec"), ("SASRec", "sasrec")):
         print(f"  {name} valid: sweep's {figures(valid[z], split.valid)}, clean {figures(clean_valid[z], split.valid)}")
     for label, v in (("sweep's validation", valid), ("clean validation", clean_valid)):
-        ws, we, shown = choose_weights(v, split)
-        t = combine(test, {"lrurec": 1.0, "sasrec": ws, "ease": we})
-        print(f"  weights on the {label}: 1 / {ws:g} / {we:g}; valid {shown}; test {figures(t, split.test)}")
+        weights = R.search_weights(v, list(MEMBERS), split.valid)  # as the sweep's ensemble section chooses
+        print(f"  weights on the {label}: 1 / {weights['sasrec']:g} / {weights['ease']:g}; valid "
+              f"{figures(R.weighted(v, weights), split.valid)}; test {figures(R.weighted(test, weights), split.test)}")
 
 
 def windows(z: dict[str, np.ndarray], cases: Any) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per user: (features of the ensemble's top 20: member z-scores, ensemble rank; target indicator)."""
-    ensemble = combine(z, WEIGHTS)
+    ensemble = R.weighted(z, WEIGHTS)
     top = np.argsort(-ensemble, axis=1, kind="stable")[:, :20]
     out = []
     for row, cand in enumerate(top):
@@ -111,13 +95,10 @@ def windows(z: dict[str, np.ndarray], cases: Any) -> list[tuple[np.ndarray, np.n
 
 
 def window_figures(scores: list[np.ndarray], labels: list[np.ndarray]) -> str:
-    ndcg, r10 = [], []
-    for s, y in zip(scores, labels):
-        hit = np.flatnonzero(y[np.argsort(-s, kind="stable")])
-        at = int(hit[0]) if len(hit) else 99
-        ndcg.append(1 / np.log2(at + 2) if at < 10 else 0.0)
-        r10.append(at < 10)
-    return f"{np.mean(ndcg):.4f} / {np.mean(r10):.4f}"
+    """NDCG@10 / R@10 over all users by the fusion section's metric (a user whose target is not in the window: 0)."""
+    held = [(s, {"features": s, "target": int(np.argmax(y))}) for s, y in zip(scores, labels) if y.any()]
+    m = R.window_metrics([w for _, w in held], [s for s, _ in held], len(labels))
+    return f"{m['ndcg@10']:.5f} / {m['recall@10']:.5f}"  # as window_metrics rounds them (no second rounding)
 
 
 def logistic(part: list[tuple[np.ndarray, np.ndarray]], cols: tuple[int, ...], c: float) -> Any:
