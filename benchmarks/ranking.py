@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -363,7 +364,7 @@ def collect_windows(pipeline: Any, scorer: Any, cases: Any, counts: np.ndarray, 
         window = pipeline.window(top[i], top_scores[i])
         features = probe.features(pipeline._profile(int(users[i]), histories[i]), window)
         out.append({"user": int(users[i]), "target": int(hits[0]), "features": features,
-                    "names": probe.model.features})
+                    "names": probe.model.features, "history": histories[i], "items": top[i]})
     return out
 
 
@@ -426,22 +427,13 @@ def blend_scores(windows: Sequence[Mapping[str, Any]], blend: float) -> list[np.
     return [(1 - blend) * a[:, 0] + blend * b[:, 0] for a, b in zip(llm, rrf)]
 
 
-def fusion_main(args: argparse.Namespace) -> int:
-    """Collect windows (LLM scored once, cached), select on validation, report test, write the model and card."""
-    import datetime
-
+def fusion_setup(args: argparse.Namespace) -> SimpleNamespace:
+    """What the fusion section and benchmarks/llm_probe.py share: the split, the pipeline and the validation
+    retriever, the LLM ranker reading the score cache, the feature builder (``probe``) and the chosen users."""
     from llmrec.baselines.builtin import NEURAL
     from llmrec.config import RecommenderConfig
     from llmrec.evaluation.rerank import RerankPipeline, fit_retriever
-    from llmrec.fusion import (
-        FEATURES,
-        FeatureContext,
-        FusedRanker,
-        FusionModel,
-        embedder_identity,
-        fit_fusion,
-        retriever_identity,
-    )
+    from llmrec.fusion import FEATURES, FeatureContext, FusedRanker, FusionModel
     from llmrec.paths import resolve_cache_dir
     from llmrec.pipeline import Recommender
 
@@ -484,6 +476,19 @@ def fusion_main(args: argparse.Namespace) -> int:
     n = seq.n_users
     pick = np.arange(n) if not args.max_users or args.max_users >= n else np.sort(rng.choice(n, args.max_users,
                                                                                                 replace=False))
+    return SimpleNamespace(data=data, seq=seq, split=split, pipeline=pipeline, valid_scorer=valid_scorer,
+                           ranker=ranker, owner=owner, probe=probe, names_all=names_all, pick=pick)  # fmt: skip
+
+
+def fusion_main(args: argparse.Namespace) -> int:
+    """Collect windows (LLM scored once, cached), select on validation, report test, write the model and card."""
+    import datetime
+
+    from llmrec.fusion import FusionModel, embedder_identity, fit_fusion, retriever_identity
+
+    setup = fusion_setup(args)
+    data, split, pipeline, valid_scorer = setup.data, setup.split, setup.pipeline, setup.valid_scorer
+    ranker, owner, probe, names_all, pick = setup.ranker, setup.owner, setup.probe, setup.names_all, setup.pick
     if args.only != "test":
         valid = collect_windows(pipeline, valid_scorer, split.valid, split.tune_train.item_counts, probe, pick,
                                 "valid")  # fmt: skip
