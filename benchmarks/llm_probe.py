@@ -52,7 +52,8 @@ class PointwiseReader:
         self.kind = kind
         self.yes = self.tok.encode("Yes", add_special_tokens=False)[0]
         self.no = self.tok.encode("No", add_special_tokens=False)[0]
-        self.identity = f"{folder.name}:{self.prompt.ref}:bf16:{LAYERS}" if dtype == "bfloat16" else ""
+        # what the cached features depend on ("bf16" spelt as the first cached runs spelt it, so they stay valid)
+        self.identity = f"{folder.name}:{self.prompt.ref}:{'bf16' if dtype == 'bfloat16' else dtype}:{LAYERS}"
 
     def read(self, history: Sequence[str], candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(Yes-minus-No logit per candidate, (candidates, 2 * hidden) float16 hidden states)."""
@@ -87,17 +88,18 @@ def candidate_text(item: Any) -> str:
 
 def cached_read(reader: PointwiseReader, folder: Path, history: Sequence[str], candidates: Sequence[str]
                 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """``reader.read`` once per (model, prompt, history, candidates); written whole (temporary file, then rename)."""
+    """``reader.read`` once per (model, prompt, history, candidates); written whole (``atomic_file``), so shards
+    reading the same window at once never leave half a file."""
+    from llmrec.fileutil import atomic_file
+
     key = hashlib.sha256("\x1e".join([reader.identity, *history, "\x1f", *candidates]).encode()).hexdigest()[:24]
     path = folder / f"{key}.npz"
     if path.is_file():
         with np.load(path) as stored:
             return stored["yes_no"], stored["hidden"]
     yes_no, hidden = reader.read(history, candidates)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, yes_no=yes_no, hidden=hidden)
-    tmp.replace(path)
+    with atomic_file(path) as tmp, tmp.open("wb") as handle:  # a file object: np.savez adds no suffix to it
+        np.savez(handle, yes_no=yes_no, hidden=hidden)
     return yes_no, hidden
 
 
@@ -142,10 +144,11 @@ def fit_probe(train: Sequence[dict[str, Any]], valid: Sequence[dict[str, Any]], 
     y = np.concatenate([np.eye(len(w["items"]), dtype=np.int64)[w["target"]] for w in train])
     scaler = StandardScaler().fit(X)
     Xs = scaler.transform(X)
+    valid_X = [scaler.transform(w["hidden"].astype(np.float32)) for w in valid]
     sweep, models = {}, {}
     for c in PROBE_C:
         models[c] = LogisticRegression(C=c, max_iter=3000).fit(Xs, y)
-        scores = [models[c].decision_function(scaler.transform(w["hidden"].astype(np.float32))) for w in valid]
+        scores = [models[c].decision_function(x) for x in valid_X]
         sweep[f"{c:g}"] = ranking.window_metrics(valid, scores, n_users)["ndcg@10"]
         log.info("probe C %g: validation NDCG@10 %.4f", c, sweep[f"{c:g}"])
     best = max(PROBE_C, key=lambda c: sweep[f"{c:g}"])
