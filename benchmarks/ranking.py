@@ -553,6 +553,7 @@ def fusion_main(args: argparse.Namespace) -> int:
         return 0
     fused_label = list(rows)[-1]
     out = Path(args.out)
+    shipped = ship_retriever(args, split, out)
     versions = {name: _version(name) for name in ("scikit-learn", "lightgbm", "torch", "transformers")}
     card = {
         "name": out.name, "dataset": data.name, "min_count": 5, "protocol": split.protocol,
@@ -569,7 +570,8 @@ def fusion_main(args: argparse.Namespace) -> int:
         "validation": {"cross_validated": best["cv"], "in_sample": table[fused_label]["valid"],
                        "selection": selection, "blend_sweep": blend_valid},
         "test": {**table[fused_label]["test"], "input": "training + validation items", "target": "the last item"},
-        "rows": table, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "rows": table, "retriever_checkpoint": shipped,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "libraries": versions, "reproduce": " ".join(["python", "benchmarks/ranking.py", *sys.argv[1:]]),
     }  # fmt: skip
     FusionModel(model.kind, model.features, model.mean, model.scale, model.coef, model.intercept, model.booster,
@@ -578,6 +580,23 @@ def fusion_main(args: argparse.Namespace) -> int:
     if args.verify:
         verify(args, card)
     return 0
+
+
+def ship_retriever(args: argparse.Namespace, split: Any, out: Path) -> str | None:
+    """The test-time retriever's checkpoint, shipped beside the fusion model (``finetune/retrievers/``, next to the
+    ``finetune/adapters/`` folder ``out`` is in) so that the card's test figures are what a user's evaluation gets;
+    None for a retriever without one (EASE, ItemKNN: fitted in seconds, the same anywhere)."""
+    from llmrec.evaluation.rerank import retriever_folder
+    from llmrec.evaluation.shipped_retrievers import ship
+    from llmrec.paths import resolve_cache_dir
+
+    trained = retriever_folder(args.retriever, split.final_train, None, resolve_cache_dir(args.cache_dir))
+    if not any(trained.rglob("state.json")):
+        return None
+    dest = ship(trained, out.resolve().parent.parent.parent / "retrievers", dataset=args.dataset,
+                retriever=args.retriever, fit="the evaluation's test-time fit: training + validation items, seed 0")
+    log.info("retriever checkpoint shipped to %s", dest)
+    return dest.name
 
 
 def verify(args: argparse.Namespace, card: Mapping[str, Any]) -> None:

@@ -1,7 +1,9 @@
-"""Where the files that ship with llmrec live: the versioned prompts and the LoRA adapters.
+"""Where the files that ship with llmrec live: the versioned prompts, the LoRA adapters and the retriever
+checkpoints the shipped fusion models were fitted over.
 
-In the source tree they are the top-level ``prompts/`` and ``finetune/adapters/`` folders; in a built wheel
-``pyproject.toml`` maps them into the package as ``llmrec/_prompts`` and ``llmrec/_adapters`` (package data).
+In the source tree they are the top-level ``prompts/``, ``finetune/adapters/`` and ``finetune/retrievers/``
+folders; in a built wheel ``pyproject.toml`` maps them into the package as ``llmrec/_prompts``,
+``llmrec/_adapters`` and ``llmrec/_retrievers`` (package data).
 Both layouts are found from this file's location, so llmrec works from any working directory either way.
 """
 
@@ -24,3 +26,8 @@ def prompts_dir() -> Path:
 def adapters_dir() -> Path:
     """The folder of shipped adapters: ``<model>/`` (ranker), ``<model>/explain/``, ``<model>/understand/``."""
     return _first_folder(_PACKAGE / "_adapters", _PACKAGE.parent / "finetune" / "adapters")
+
+
+def retrievers_dir() -> Path:
+    """The folder of shipped retriever checkpoints, one ``<cache folder name>/`` each (``shipped_retrievers``)."""
+    return _first_folder(_PACKAGE / "_retrievers", _PACKAGE.parent / "finetune" / "retrievers")

@@ -126,13 +126,16 @@ class RerankPipeline:
 def fit_retriever(name: str, train: TrainData, params: Mapping[str, Any] | None = None,
                   cache_dir: Path | None = None) -> Any:  # fmt: skip
     """The named scorer fitted on ``train``; with ``cache_dir`` a slow one (SASRec) trains once per fit data and
-    settings (``<cache_dir>/cf/rerank-<name>-<hash>``) and is loaded after that."""
+    settings (``<cache_dir>/cf/rerank-<name>-<hash>``) and is loaded after that. Where llmrec ships that very
+    checkpoint (``shipped_retrievers``), it is installed there first and nothing trains."""
     if cache_dir is None:
         return get_scorer(name, **dict(params or {})).fit(train)
     from llmrec.baselines import get_checkpointed_scorer
+    from llmrec.evaluation.shipped_retrievers import install_shipped
 
-    return get_checkpointed_scorer(name, retriever_folder(name, train, params, cache_dir), **dict(params or {})).fit(
-        train)
+    folder = retriever_folder(name, train, params, cache_dir)
+    install_shipped(folder)  # the checkpoint a shipped fusion model was fitted over, when this is that fit
+    return get_checkpointed_scorer(name, folder, **dict(params or {})).fit(train)
 
 
 def retriever_folder(name: str, train: TrainData, params: Mapping[str, Any] | None, cache_dir: Path) -> Path:
