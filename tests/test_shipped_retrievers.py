@@ -108,3 +108,20 @@ def test_every_shipped_checkpoint_matches_its_manifest_and_the_fit_that_looks_fo
         if dataset not in expected:
             expected[dataset] = make_split("loo", preprocess(load_dataset(dataset, data_dir=shared_data)), 0)
         assert folder.name == retriever_folder(retriever, expected[dataset].final_train, None, Path("x")).name
+
+
+def test_a_checkpoint_trained_here_is_kept_and_named_in_a_warning(shipped, tmp_path, caplog):
+    """The user's own training is kept, and said to be other weights than the shipped cards were measured over."""
+    _, expected = shipped
+    folder = retriever_folder("lrurec", train_data(), PARAMS, tmp_path / "user-cache")
+    assert shipped_retrievers.install_shipped(folder) and not shipped_retrievers.differs_from_shipped(folder)
+    other = {**PARAMS, "dropout": 0.3}  # same shapes, other weights: stands for a training on another machine
+    fit_retriever("lrurec", train_data(), other, tmp_path / "other-cache")
+    trained = retriever_folder("lrurec", train_data(), other, tmp_path / "other-cache")
+    for name in ("best.safetensors", "last.safetensors"):
+        (folder / name).write_bytes((trained / name).read_bytes())
+    assert shipped_retrievers.differs_from_shipped(folder)
+    with caplog.at_level("WARNING"):
+        scorer = fit_retriever("lrurec", train_data(), PARAMS, tmp_path / "user-cache")
+    assert "not the one llmrec ships" in caplog.text
+    assert not np.array_equal(score(scorer), expected)  # the user's weights were used, not replaced

@@ -8,6 +8,7 @@ candidates are misses, so the retriever's Recall@n_candidates is the ceiling pri
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from llmrec.types import Candidate, HistoryEntry, Item, UserProfile
 if TYPE_CHECKING:
     from llmrec.config import RecommenderConfig
 
+log = logging.getLogger(__name__)
 
 class RerankPipeline:
     """``retriever`` scorer -> top ``n_candidates`` -> ``ranker_factory()`` (an LLMRanker) -> top-N."""
@@ -131,10 +133,13 @@ def fit_retriever(name: str, train: TrainData, params: Mapping[str, Any] | None 
     if cache_dir is None:
         return get_scorer(name, **dict(params or {})).fit(train)
     from llmrec.baselines import get_checkpointed_scorer
-    from llmrec.evaluation.shipped_retrievers import install_shipped
+    from llmrec.evaluation.shipped_retrievers import differs_from_shipped, install_shipped
 
     folder = retriever_folder(name, train, params, cache_dir)
     install_shipped(folder)  # the checkpoint a shipped fusion model was fitted over, when this is that fit
+    if differs_from_shipped(folder):
+        log.warning("%s: the checkpoint in %s was trained on this machine, not the one llmrec ships; figures will "
+                    "differ from the shipped fusion cards (delete the folder to use the shipped one)", name, folder)
     return get_checkpointed_scorer(name, folder, **dict(params or {})).fit(train)
 
 

@@ -82,6 +82,16 @@ def install_shipped(folder: Path) -> bool:
     return True
 
 
+def differs_from_shipped(folder: Path) -> bool:
+    """True when a checkpoint ships under ``folder``'s name and ``folder`` holds other weights (the user's own
+    training, kept): the shipped fusion cards' figures were measured over the shipped ones."""
+    source = shipped_folder(folder.name)
+    if source is None or not folder.exists():
+        return False
+    files = json.loads((source / MANIFEST).read_text(encoding="utf-8")).get("files", {})
+    return any(not (folder / rel).is_file() or sha256_file(folder / rel) != digest for rel, digest in files.items())
+
+
 def ship(trained: Path, dest_root: Path | None = None, **about: str) -> Path:
     """Copy the finished checkpoints under cache folder ``trained`` to ``dest_root / trained.name`` with a
     manifest (their sha256 sums and ``about``: the data set, the retriever, how it was fitted); returns that folder.
@@ -90,14 +100,16 @@ def ship(trained: Path, dest_root: Path | None = None, **about: str) -> Path:
     states = sorted(trained.rglob("state.json"))
     if not states:
         raise ModelError(f"ship: {trained} holds no trained checkpoint (state.json)")
-    files = {}
     for state in states:
         # a run in progress also reads "epochs"; only early stopping says for certain that training ended
         if json.loads(state.read_text(encoding="utf-8")).get("stopped") != "patience":
             raise ModelError(f"ship: the checkpoint in {state.parent} did not stop early (patience); ship a finished "
                              "run")  # fmt: skip
+    shutil.rmtree(dest, ignore_errors=True)  # replaced whole: no file of an earlier checkpoint stays beside it
+    files = {}
+    for state in states:
         for name in SHIPPED_FILES:
-            rel = str((state.parent / name).relative_to(trained))
+            rel = (state.parent / name).relative_to(trained).as_posix()
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(trained / rel, dest / rel)
             files[rel] = sha256_file(dest / rel)
