@@ -97,7 +97,7 @@ def get_checkpointed_scorer(name: str, folder: str | Path, **params: Any) -> Sco
     if not any(f.name == "checkpoint_dir" for f in dataclasses.fields(getattr(scorer, "config", None) or _NoConfig)):
         return scorer
     folder = _settings_folder(Path(folder), scorer.hyperparameters())
-    if (folder / "state.json").is_file():
+    if (folder / "state.json").is_file() or any(folder.glob("*/state.json")):  # a model, or an ensemble's members
         log.info("%s: reusing the model trained in %s", name, folder)
     else:
         log.warning("%s: training once (minutes), then reused from %s", name, folder)
