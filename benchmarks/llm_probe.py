@@ -221,30 +221,7 @@ def report(setup: Any, train: list[dict[str, Any]], valid: list[dict[str, Any]],
             "retrieval + both": ("retrieval_rr", "retrieval_rrf60", "retrieval_logit", "pointwise", "probe"),
             }  # fmt: skip
     print(f"probe: {len(train)} training lists, C {c:g} (validation NDCG@10 by C: {sweep})")
-    print("| feature set | best model | CV NDCG@10 | CV R@10 |\n|---|---|---|---|")
-    best: dict[str, tuple[str, float, dict[str, float]]] = {}
-    for label, names in sets.items():
-        cvs = [(kind, param, ranking.cross_validate(valid, names, kind, param, n_users))
-               for kind, param in ranking.MODEL_GRID]  # fmt: skip
-        kind, param, cv = max(cvs, key=lambda t: t[2]["ndcg@10"])
-        best[label] = (kind, param, cv)
-        print(f"| {label} | {kind} {param:g} | {cv['ndcg@10']:.4f} | {cv['recall@10']:.4f} |")
-    from llmrec.fusion import fit_fusion
-
-    rows: dict[str, tuple[Any, Any]] = {"retriever (ensemble order)": (None, None)}
-    for name in ("llm", "pointwise", "probe"):
-        rows[f"{name} alone"] = tuple([x[:, 0] for x in ranking.columns(s, (name,))] for s in (valid, test))
-    for label, (kind, param, _) in best.items():
-        model = fit_fusion(ranking.columns(valid, sets[label]), ranking.labels_of(valid), sets[label], kind, param)
-        rows[f"fused: {label} ({kind} {param:g})"] = tuple(
-            [model.score(x) for x in ranking.columns(s, model.features)] for s in (valid, test)
-        )
-    print("| row | valid NDCG@10 | test NDCG@10 | test R@10 | test R@20 |\n|---|---|---|---|---|")
-    for label, (v, t) in rows.items():
-        mv, mt = ranking.window_metrics(valid, v, n_users), ranking.window_metrics(test, t, n_users)
-        print(f"| {label} | {mv['ndcg@10']:.4f} | {mt['ndcg@10']:.4f} ± {mt['ndcg@10_se']:.4f} | "
-              f"{mt['recall@10']:.4f} ± {mt['recall@10_se']:.4f} | {mt['recall@20']:.4f} |")  # fmt: skip
-
+    ranking.report_feature_sets(valid, test, sets, ("llm", "pointwise", "probe"), n_users)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -147,9 +147,8 @@ def list_context(setup: Any, lists: Any) -> list[np.ndarray]:
     return out
 
 
-def window_members(setup: Any, scorer: Any, windows: list[dict[str, Any]]) -> None:
-    """Adds each window's member features (``window_member_features``) from the scorer that retrieved it."""
-    ensemble = scorer
+def window_members(ensemble: Any, windows: list[dict[str, Any]]) -> None:
+    """Adds each window's member features (``window_member_features``) from the ensemble that retrieved it."""
     for start in range(0, len(windows), 128):
         block = windows[start : start + 128]
         users = np.array([w["user"] for w in block])
@@ -241,8 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     members = [str(m) for m in lists["member_names"]]
     if member_names(setup.pipeline.scorer) != members:
         raise SystemExit(f"ltr_ranker: the lists' members {members} are not the pipeline's; rerun --stage lists")
-    window_members(setup, setup.valid_scorer, valid)
-    window_members(setup, setup.pipeline.scorer, test)
+    window_members(setup.valid_scorer, valid)
+    window_members(setup.pipeline.scorer, test)
     names = ltr_names(members)
     # --window-features: only what the fused ranker computes from a window (no member scores)
     keep = [i for i, n in enumerate(names) if not args.window_features or not n.startswith(("z_", "rr_"))]
@@ -261,8 +260,6 @@ def report(setup: Any, model: Any, sweep: dict[str, Any], n_lists: int, valid: l
            test: list[dict[str, Any]], names: Sequence[str], valid_x: Sequence[np.ndarray],
            test_x: Sequence[np.ndarray]) -> None:  # fmt: skip
     import llmrec.fusion
-    from llmrec.fusion import fit_fusion
-
     # The score is this benchmark's, not a feature the shipped fused ranker computes: admitted here only, so the
     # fusion section's fit and cross-validation run on it unchanged.
     llmrec.fusion.FEATURES = (*llmrec.fusion.FEATURES, "ltr")
@@ -281,28 +278,7 @@ def report(setup: Any, model: Any, sweep: dict[str, Any], n_lists: int, valid: l
             "retrieval + ltr": ("retrieval_rr", "retrieval_rrf60", "retrieval_logit", "ltr"),
             "llm + ltr": ("llm", "llm_rr", "ltr"),
             "no-llm + ltr": (*ranking.FEATURE_SETS["no-llm"], "ltr")}  # fmt: skip
-    print("| feature set | best model | CV NDCG@10 | CV R@10 |\n|---|---|---|---|")
-    best: dict[str, tuple[str, float]] = {}
-    for label, feature_names in sets.items():
-        cvs = [(kind, param, ranking.cross_validate(valid, feature_names, kind, param, n_users))
-               for kind, param in ranking.MODEL_GRID]  # fmt: skip
-        kind, param, cv = max(cvs, key=lambda t: t[2]["ndcg@10"])
-        best[label] = (kind, param)
-        print(f"| {label} | {kind} {param:g} | {cv['ndcg@10']:.4f} | {cv['recall@10']:.4f} |")
-    rows: dict[str, tuple[Any, Any]] = {"retriever (ensemble order)": (None, None)}
-    for name in ("llm", "ltr"):
-        rows[f"{name} alone"] = tuple([x[:, 0] for x in ranking.columns(s, (name,))] for s in (valid, test))
-    for label, (kind, param) in best.items():
-        fused = fit_fusion(ranking.columns(valid, sets[label]), ranking.labels_of(valid), sets[label], kind, param)
-        rows[f"fused: {label} ({kind} {param:g})"] = tuple(
-            [fused.score(x) for x in ranking.columns(s, fused.features)] for s in (valid, test)
-        )
-    print("| row | valid NDCG@10 | test NDCG@10 | test R@10 | test R@20 |\n|---|---|---|---|---|")
-    for label, (v, t) in rows.items():
-        mv, mt = ranking.window_metrics(valid, v, n_users), ranking.window_metrics(test, t, n_users)
-        print(f"| {label} | {mv['ndcg@10']:.4f} | {mt['ndcg@10']:.4f} ± {mt['ndcg@10_se']:.4f} | "
-              f"{mt['recall@10']:.4f} ± {mt['recall@10_se']:.4f} | {mt['recall@20']:.4f} |")  # fmt: skip
-
+    ranking.report_feature_sets(valid, test, sets, ("llm", "ltr"), n_users)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -421,6 +421,35 @@ def cross_validate(windows: Sequence[Mapping[str, Any]], names: Sequence[str], k
     return window_metrics(windows, scores, n_users)
 
 
+def report_feature_sets(valid: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]],
+                        sets: Mapping[str, Sequence[str]], alone: Sequence[str], n_users: int) -> None:
+    """What benchmarks/llm_probe.py and ltr_ranker.py print for their extra scores: each feature set's best model
+    of ``MODEL_GRID`` by cross-validation on validation, then that model fitted on all validation windows, beside
+    the retriever's order and each ``alone`` feature's own order, on validation and test."""
+    from llmrec.fusion import fit_fusion
+
+    print("| feature set | best model | CV NDCG@10 | CV R@10 |\n|---|---|---|---|")
+    best: dict[str, tuple[str, float]] = {}
+    for label, names in sets.items():
+        cvs = [(kind, param, cross_validate(valid, names, kind, param, n_users)) for kind, param in MODEL_GRID]
+        kind, param, cv = max(cvs, key=lambda t: t[2]["ndcg@10"])
+        best[label] = (kind, param)
+        print(f"| {label} | {kind} {param:g} | {cv['ndcg@10']:.4f} | {cv['recall@10']:.4f} |")
+    rows: dict[str, tuple[Any, Any]] = {"retriever (ensemble order)": (None, None)}
+    for name in alone:
+        rows[f"{name} alone"] = tuple([x[:, 0] for x in columns(s, (name,))] for s in (valid, test))
+    for label, (kind, param) in best.items():
+        model = fit_fusion(columns(valid, sets[label]), labels_of(valid), sets[label], kind, param)
+        rows[f"fused: {label} ({kind} {param:g})"] = tuple(
+            [model.score(x) for x in columns(s, model.features)] for s in (valid, test)
+        )
+    print("| row | valid NDCG@10 | test NDCG@10 | test R@10 | test R@20 |\n|---|---|---|---|---|")
+    for label, (v, t) in rows.items():
+        mv, mt = window_metrics(valid, v, n_users), window_metrics(test, t, n_users)
+        print(f"| {label} | {mv['ndcg@10']:.4f} | {mt['ndcg@10']:.4f} ± {mt['ndcg@10_se']:.4f} | "
+              f"{mt['recall@10']:.4f} ± {mt['recall@10_se']:.4f} | {mt['recall@20']:.4f} |")  # fmt: skip
+
+
 def blend_scores(windows: Sequence[Mapping[str, Any]], blend: float) -> list[np.ndarray]:
     """``LLMRanker``'s blended score: (1-b) * the LLM's log-probability + b * log(1 / (60 + rank))."""
     llm, rrf = columns(windows, ("llm",)), columns(windows, ("retrieval_rrf60",))

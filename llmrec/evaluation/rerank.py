@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 class RerankPipeline:
     """``retriever`` scorer -> top ``n_candidates`` -> ``ranker_factory()`` (an LLMRanker) -> top-N."""
 
@@ -136,8 +137,8 @@ def fit_retriever(name: str, train: TrainData, params: Mapping[str, Any] | None 
     from llmrec.evaluation.shipped_retrievers import differs_from_shipped, install_shipped
 
     folder = retriever_folder(name, train, params, cache_dir)
-    install_shipped(folder)  # the checkpoint a shipped fusion model was fitted over, when this is that fit
-    if differs_from_shipped(folder):
+    # the checkpoint a shipped fusion model was fitted over, when this is that fit (just installed: verified already)
+    if not install_shipped(folder) and differs_from_shipped(folder):
         log.warning("%s: the checkpoint in %s was trained on this machine, not the one llmrec ships; figures will "
                     "differ from the shipped fusion cards (delete the folder to use the shipped one)", name, folder)
     return get_checkpointed_scorer(name, folder, **dict(params or {})).fit(train)

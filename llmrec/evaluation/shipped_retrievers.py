@@ -40,12 +40,18 @@ def shipped_folder(name: str) -> Path | None:
     return folder if (folder / MANIFEST).is_file() else None
 
 
-def verified_files(source: Path) -> dict[str, str]:
-    """The manifest's files (relative path -> sha256), each checked; one line naming the file when one differs."""
+def manifest_files(source: Path) -> dict[str, str]:
+    """The manifest's files (relative path -> sha256); one line naming the folder when it cannot be read."""
     try:
         files = json.loads((source / MANIFEST).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"shipped retriever {source}: unreadable {MANIFEST} ({exc}); reinstall llmrec") from exc
+    return dict(files)
+
+
+def verified_files(source: Path) -> dict[str, str]:
+    """The manifest's files, each checked; one line naming the file when one differs."""
+    files = manifest_files(source)
     for rel, digest in files.items():
         path = source / rel
         if not path.is_file() or sha256_file(path) != digest:
@@ -88,7 +94,7 @@ def differs_from_shipped(folder: Path) -> bool:
     source = shipped_folder(folder.name)
     if source is None or not folder.exists():
         return False
-    files = json.loads((source / MANIFEST).read_text(encoding="utf-8")).get("files", {})
+    files = manifest_files(source)
     return any(not (folder / rel).is_file() or sha256_file(folder / rel) != digest for rel, digest in files.items())
 
 
