@@ -45,9 +45,7 @@ def member_names(ensemble: Any) -> list[str]:
 
 def member_z(ensemble: Any, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
     """(members, users, items) per-user z-scores of each member, as the ensemble standardises them."""
-    from llmrec.baselines.ensemble import standardise
-
-    return np.stack([standardise(m.score(users, list(histories))).astype(np.float32) for m in ensemble.members_])
+    return np.stack([z.astype(np.float32) for z in ensemble.member_scores(users, list(histories))])
 
 
 def window_member_features(z: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -21,7 +21,8 @@ for needed in llmrec/_prompts/rank/v1.toml llmrec/_adapters/qwen2.5-coder-0.5b-i
               llmrec/_adapters/qwen2.5-coder-0.5b-instruct/explain/adapter_model.safetensors ui/theme.css \
               llmrec/_data/embeddings/all-minilm-l6-v2.npz \
               llmrec/_retrievers/rerank-ensemble-874d83395493/manifest.json \
-              llmrec/_retrievers/rerank-ensemble-874d83395493/lrurec/best.safetensors; do
+              llmrec/_retrievers/rerank-ensemble-874d83395493/lrurec/best.safetensors \
+              llmrec/_retrievers/rerank-ensemble5-874d83395493/sasrec-seed4/best.safetensors; do
   grep -q " $needed\$" "$WORK/contents.txt" || { echo "wheel check: $needed is missing from $WHEEL"; exit 1; }
 done
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from test_baselines import two_clusters
 
-from llmrec.baselines import get_scorer
+from llmrec.baselines import builtin, get_scorer, registry
+from llmrec.baselines.base import Scorer, TrainData
 from llmrec.baselines.ensemble import standardise
 from llmrec.errors import ConfigError
 
@@ -45,3 +48,35 @@ def test_its_identity_holds_the_members_settings_and_bad_weights_are_refused():
         get_scorer("ensemble", weights=(1.0,))
     with pytest.raises(ConfigError, match="cannot contain itself"):
         get_scorer("ensemble", members=("ensemble",), weights=(1.0,))
+
+
+class SeedNoise(Scorer):
+    """A stand-in network: its scores are noise drawn from the fit seed, so each seeded copy differs."""
+
+    name = "seed-noise"
+
+    def _fit(self, train: TrainData) -> None:
+        self.seed_ = train.seed
+        self.base_ = np.random.default_rng(train.seed).normal(size=train.n_items)
+
+    def _score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        return np.tile(self.base_, (len(users), 1))
+
+
+def test_seeds_average_the_neural_members_copies_and_fit_deterministic_members_once(monkeypatch):
+    monkeypatch.setattr(builtin, "NEURAL", builtin.NEURAL | {"seed-noise"})
+    monkeypatch.setitem(registry._registry(), "seed-noise", registry.ScorerSpec("seed-noise", lambda **kw: SeedNoise()))
+    train = dataclasses.replace(two_clusters(), seed=7)
+    users, histories = np.arange(4), [h[:4] for h in train.histories[:4]]
+    fitted = get_scorer("ensemble", members=("seed-noise", "pop"), weights=(1.0, 0.5), seeds=3).fit(train)
+    noise, pop = fitted.members_
+    assert [c.seed_ for c in noise] == [7, 8, 9] and len(pop) == 1  # copy k: the fit seed + k; EASE-like once
+    copies = [standardise(c.score(users, histories)) for c in noise]
+    expected = standardise(np.mean(copies, axis=0)) + 0.5 * standardise(pop[0].score(users, histories))
+    np.testing.assert_allclose(fitted.score(users, histories), expected, rtol=1e-5)
+    one = get_scorer("ensemble", members=("seed-noise", "pop"), weights=(1.0, 0.5)).fit(train)
+    assert [c.seed_ for c in one.members_[0]] == [7]  # seeds=1: the plain fit, as before seeds existed
+    assert "seeds" not in one.hyperparameters() and fitted.hyperparameters()["seeds"] == 3
+    assert get_scorer("ensemble5").hyperparameters()["seeds"] == 5  # the registry's five-seed ensemble
+    with pytest.raises(ConfigError, match="seeds must be >= 1"):
+        get_scorer("ensemble", seeds=0)

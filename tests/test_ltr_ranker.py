@@ -13,6 +13,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from ltr_ranker import make_lists, window_member_features
 
+from llmrec.baselines.ensemble import standardise
+
 N_ITEMS = 40
 
 
@@ -28,7 +30,12 @@ class Member:
 
 
 def ensemble(seed: int) -> SimpleNamespace:
-    return SimpleNamespace(config=SimpleNamespace(members=("a", "b")), members_=[Member(seed), Member(seed + 1)])
+    members = [Member(seed), Member(seed + 1)]
+
+    def member_scores(users: np.ndarray, histories: list[np.ndarray]) -> list[np.ndarray]:
+        return [standardise(m.score(users, histories)) for m in members]
+
+    return SimpleNamespace(config=SimpleNamespace(members=("a", "b")), members_=members, member_scores=member_scores)
 
 
 class Seq:

@@ -5,10 +5,16 @@ standard deviation 1 over the finite scores) so that scales as different as SASR
 reconstructions add up, and the weighted sum is the ensemble's score. Weights are chosen on the validation
 item (``benchmarks/ranking.py ensemble``). Members that train with checkpoints (SASRec) keep them in a
 sub-folder of the ensemble's ``checkpoint_dir`` each.
+
+``seeds`` > 1 fits every neural member that many times from different seeds (the fit seed plus 0, 1, ...) and
+averages the copies' z-scores before weighting: two fits of one network on one CPU already differ by about a
+standard error of the test figures (docs/benchmarks/ranking.md section 11), and the average of several is both
+steadier and, as a rule for networks, better than one of them. Deterministic members (EASE) are fitted once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +29,7 @@ class EnsembleConfig:
     # chosen on the validation item of ml-latest-small with the members at their defaults (issue 16: Recall@20,
     # then NDCG@10, over 0-1): benchmarks/ranking.py ensemble --variants lrurec-d5,sasrec,ease-default
     weights: tuple[float, ...] = (1.0, 0.3, 0.1)
+    seeds: int = 1  # fits of each neural member, averaged (see the module doc)
     checkpoint_dir: str | None = field(default=None, metadata=RUNTIME)
     resume: bool = field(default=False, metadata=RUNTIME)
 
@@ -32,8 +39,9 @@ class EnsembleConfig:
         check(len(self.members) >= 1, "ensemble: give at least one member")
         check(len(self.members) == len(self.weights), f"ensemble: {len(self.members)} members but "
               f"{len(self.weights)} weights")  # fmt: skip
-        check("ensemble" not in self.members, "ensemble: an ensemble cannot contain itself")
+        check(not any(m.startswith("ensemble") for m in self.members), "ensemble: an ensemble cannot contain itself")
         check(all(w >= 0 for w in self.weights) and any(self.weights), "ensemble: weights must be >= 0, one > 0")
+        check(self.seeds >= 1, f"ensemble: seeds must be >= 1, got {self.seeds}")
 
 
 def standardise(scores: np.ndarray) -> np.ndarray:
@@ -52,27 +60,45 @@ class Ensemble(Scorer):
     Config = EnsembleConfig
 
     def _fit(self, train: TrainData) -> None:
+        from llmrec.baselines.builtin import NEURAL
         from llmrec.baselines.registry import get_checkpointed_scorer, get_scorer
 
         cfg = self.config
-        self.members_: list[Scorer] = []
+        self.members_: list[list[Scorer]] = []
         for member in cfg.members:
-            if cfg.checkpoint_dir:
-                scorer = get_checkpointed_scorer(member, f"{cfg.checkpoint_dir}/{member}")
-            else:
-                scorer = get_scorer(member)
-            self.members_.append(scorer.fit(train))
+            copies = []
+            for copy in range(cfg.seeds if member in NEURAL else 1):
+                # copy 0 is the plain fit (its folder and seed as before seeds existed), copy k the fit seed + k
+                data = dataclasses.replace(train, seed=train.seed + copy) if copy else train
+                if cfg.checkpoint_dir:
+                    folder = f"{cfg.checkpoint_dir}/{member}" + (f"-seed{copy}" if copy else "")
+                    scorer = get_checkpointed_scorer(member, folder)
+                else:
+                    scorer = get_scorer(member)
+                copies.append(scorer.fit(data))
+            self.members_.append(copies)
+
+    def member_scores(self, users: np.ndarray, histories: list[np.ndarray]) -> list[np.ndarray]:
+        """Each member's per-user z-scores (its copies' average when ``seeds`` > 1), in ``members`` order."""
+        out = []
+        for copies in self.members_:
+            scores = [standardise(c.score(users, histories)) for c in copies]
+            out.append(scores[0] if len(scores) == 1 else standardise(np.mean(scores, axis=0)))
+        return out
 
     def _score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
         total: Any = 0.0
-        for weight, member in zip(self.config.weights, self.members_):
+        for weight, member in zip(self.config.weights, self.member_scores(users, histories)):
             if weight:
-                total = total + weight * standardise(member.score(users, histories))
+                total = total + weight * member
         return np.asarray(total, dtype=np.float32)
 
     def hyperparameters(self) -> dict[str, Any]:
         params = super().hyperparameters()
         from llmrec.baselines.registry import get_scorer
+
+        if params["seeds"] == 1:  # one fit per member: the settings as recorded before ``seeds`` existed
+            del params["seeds"]
 
         params["members"], params["weights"] = list(self.config.members), list(self.config.weights)
         # the members' own settings define the ensemble too (a fusion card fitted over it checks them)
