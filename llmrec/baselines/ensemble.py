@@ -55,6 +55,12 @@ def standardise(scores: np.ndarray) -> np.ndarray:
     return np.where(finite, (values - mean) / np.maximum(np.sqrt(var), 1e-9), -np.inf)
 
 
+def _averaged(copies: list[Scorer], users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    """One member's z-scores: its single fit's, or its seeded copies' average, standardised again."""
+    scores = [standardise(c.score(users, histories)) for c in copies]
+    return scores[0] if len(scores) == 1 else standardise(np.mean(scores, axis=0))
+
+
 class Ensemble(Scorer):
     name = "ensemble"
     Config = EnsembleConfig
@@ -80,17 +86,13 @@ class Ensemble(Scorer):
 
     def member_scores(self, users: np.ndarray, histories: list[np.ndarray]) -> list[np.ndarray]:
         """Each member's per-user z-scores (its copies' average when ``seeds`` > 1), in ``members`` order."""
-        out = []
-        for copies in self.members_:
-            scores = [standardise(c.score(users, histories)) for c in copies]
-            out.append(scores[0] if len(scores) == 1 else standardise(np.mean(scores, axis=0)))
-        return out
+        return [_averaged(copies, users, histories) for copies in self.members_]
 
     def _score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
         total: Any = 0.0
-        for weight, member in zip(self.config.weights, self.member_scores(users, histories)):
-            if weight:
-                total = total + weight * member
+        for weight, copies in zip(self.config.weights, self.members_):
+            if weight:  # a member weighted 0 is not scored at all
+                total = total + weight * _averaged(copies, users, histories)
         return np.asarray(total, dtype=np.float32)
 
     def hyperparameters(self) -> dict[str, Any]:
