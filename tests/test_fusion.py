@@ -384,3 +384,17 @@ def test_the_best_shipped_pipeline_comes_first_and_evaluate_ranker_defaults_to_i
     assert fusion.shipped_retrievers("qwen2.5-coder-0.5b-instruct", "ml-100k") == ["ensemble5", "ensemble"]
     assert fusion.shipped_retrievers("qwen2.5-coder-1.5b-instruct", "ml-latest-small") == ["ensemble5", "ensemble"]
     assert fusion.shipped_retrievers("qwen2.5-coder-0.5b-instruct", "toy") == []
+
+
+def test_an_evaluation_over_all_users_says_whether_it_gave_the_cards_test_figures():
+    from types import SimpleNamespace
+
+    from llmrec.evaluation.rerank import card_agreement
+
+    card = {"test": {"ndcg@10": 0.05715, "recall@10": 0.11311, "recall@20": 0.17705}}
+    same = SimpleNamespace(metrics={"ndcg@10": 0.057152, "recall@10": 0.113115, "recall@20": 0.177049})
+    assert card_agreement(same, card) == " (this run: the same)"
+    moved = SimpleNamespace(metrics={"ndcg@10": 0.05615, "recall@10": 0.113115, "recall@20": 0.177049})
+    note = card_agreement(moved, card)
+    assert "0.05715 / 0.11311 / 0.17705 there" in note and "processor" in note
+    assert card_agreement(moved, {}) == ""  # a card without test figures: nothing to compare

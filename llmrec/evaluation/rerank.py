@@ -154,6 +154,21 @@ def retriever_folder(name: str, train: TrainData, params: Mapping[str, Any] | No
     return Path(cache_dir) / "cf" / f"rerank-{name}-{digest.hexdigest()[:12]}"
 
 
+def card_agreement(row: Any, card: Mapping[str, Any]) -> str:
+    """Whether a run over all test users gave its fusion card's test figures; where not, the figures and why."""
+    want, got = card.get("test") or {}, getattr(row, "metrics", {})
+    keys = [k for k in ("ndcg@10", "recall@10", "recall@20") if k in want and k in got]
+    if not keys:
+        return ""
+    if all(abs(got[k] - want[k]) < 5e-6 for k in keys):
+        return " (this run: the same)"
+    # the retriever's checkpoints ship, so its order is every machine's; the language model's label scores move
+    # with the processor's arithmetic (bf16 or f32, its kernels), and a tree model's splits can move with them
+    shown = " / ".join(f"{want[k]:.5f}" for k in keys)
+    return (f" ({'/'.join(keys)} {shown} there; this run differs: the language model's scores depend on the "
+            "processor's arithmetic, docs/benchmarks/ranking.md section 13)")
+
+
 def cached_scores(ranker: Any, cache_dir: Path) -> Any:
     """``ranker`` with its language model reading and writing the on-disk label-score cache (``llmrec.fusion``), so
     an evaluation run again scores no prompt twice; the fused ranker has it already."""
@@ -247,7 +262,8 @@ def run_rerank_evaluation(
             fused = getattr(pipeline.ranker, "name", "") == "fused"
             notes_extra["fused order"] = (
                 f"{name} (what --ranker llm runs over {retriever}) orders by {fusion.name}; its card holds the "
-                "validation and test figures" if fused else
+                "validation and test figures" + (card_agreement(rows[name], fusion.card) if not max_users else "")
+                if fused else
                 f"{fusion.name} does not fit this run (the log says why); {name} blends instead")  # fmt: skip
         blend = getattr(pipeline.ranker, "blend", None)
         if blend is not None:
