@@ -172,16 +172,27 @@ def ensemble_rows(folder: Path, split_name: str, cases: Any, seeds: int) -> list
         copies = [standardise(np.load(folder / f"{variant}-{split_name}-seed{s}.npy")) for s in range(k)]
         return copies[0] if k == 1 else standardise(np.mean(copies, axis=0))
 
-    rows = []
+    def per_user_ndcg(scores: np.ndarray) -> np.ndarray:
+        from llmrec.evaluation.metrics import hit_matrix, top_k
+
+        hits = hit_matrix(top_k(scores, 10), cases.targets)  # one target per user (leave-one-out)
+        return (hits / np.log2(np.arange(2, 12))).sum(axis=1)
+
+    rows, reference = [], {}
     for variant in LRURECS:
         for k in sorted({1, seeds}):
             needed = [folder / f"{v}-{split_name}-seed{s}.npy" for v in (variant, "sasrec") for s in range(k)]
             if not all(p.is_file() for p in [*needed, folder / f"ease-{split_name}-seed0.npy"]):
                 continue
-            total = averaged(variant, k) + 0.3 * averaged("sasrec", k) + 0.1 * averaged("ease", 1)
-            m = R.metrics_of(total.astype(np.float32), cases)
+            total = (averaged(variant, k) + 0.3 * averaged("sasrec", k) + 0.1 * averaged("ease", 1)).astype(np.float32)
+            m, users = R.metrics_of(total, cases), per_user_ndcg(total)
+            reference.setdefault(k, users)  # LRURec base comes first
+            diff = users - reference[k]
+            spread = diff.std(ddof=1) / np.sqrt(len(diff))
+            paired = f"; paired vs base {diff.mean():+.4f} ± {spread:.4f}" if variant != "base" else ""
             rows.append(f"| ensemble (1 / 0.3 / 0.1) with LRURec {variant}, {k} seed(s) per network | "
-                        f"{m['ndcg@10']:.4f} ± {m['ndcg@10_se']:.4f} | {m['recall@10']:.4f} | {m['recall@20']:.4f} | |")
+                        f"{m['ndcg@10']:.4f} ± {m['ndcg@10_se']:.4f}{paired} | {m['recall@10']:.4f} | "
+                        f"{m['recall@20']:.4f} | |")  # fmt: skip
     return rows
 
 

@@ -396,5 +396,6 @@ def test_an_evaluation_over_all_users_says_whether_it_gave_the_cards_test_figure
     assert card_agreement(same, card) == " (this run: the same)"
     moved = SimpleNamespace(metrics={"ndcg@10": 0.05615, "recall@10": 0.113115, "recall@20": 0.177049})
     note = card_agreement(moved, card)
-    assert "0.05715 / 0.11311 / 0.17705 there" in note and "processor" in note
+    assert "the card's ndcg@10 / recall@10 / recall@20: 0.05715 / 0.11311 / 0.17705;" in note
+    assert "processor" in note and "retriever trained here" in note
     assert card_agreement(moved, {}) == ""  # a card without test figures: nothing to compare

@@ -164,9 +164,10 @@ def card_agreement(row: Any, card: Mapping[str, Any]) -> str:
         return " (this run: the same)"
     # the retriever's checkpoints ship, so its order is every machine's; the language model's label scores move
     # with the processor's arithmetic (bf16 or f32, its kernels), and a tree model's splits can move with them
-    shown = " / ".join(f"{want[k]:.5f}" for k in keys)
-    return (f" ({'/'.join(keys)} {shown} there; this run differs: the language model's scores depend on the "
-            "processor's arithmetic, docs/benchmarks/ranking.md section 13)")
+    names, shown = " / ".join(keys), " / ".join(f"{want[k]:.5f}" for k in keys)
+    return (f" (the card's {names}: {shown}; this run differs: the language model's scores depend on the "
+            "processor's arithmetic, docs/benchmarks/ranking.md section 13, and a retriever trained here rather "
+            "than installed from llmrec gives other candidates, which the log says)")
 
 
 def cached_scores(ranker: Any, cache_dir: Path) -> Any:
