@@ -48,8 +48,8 @@ from llmrec.baselines.lrurec import LRURec, LRURecConfig, LRURecNet
 
 log = logging.getLogger("retriever_text")
 LRURECS = ("base", "text", "textin", "init")
-REFERENCE = {"sasrec": "sasrec", "ease": "ease"}  # the ensemble's other members, at their registry defaults
-VARIANTS = LRURECS + tuple(REFERENCE)
+REFERENCE = ("sasrec", "ease")  # the ensemble's other members, at their registry defaults
+VARIANTS = LRURECS + REFERENCE
 
 
 class TextNet(LRURecNet):
@@ -134,7 +134,7 @@ def run(variant: str, seed: int, split_name: str, split: Any, vectors: torch.Ten
         train, cases = split.final_train, split.test
     train = dataclasses.replace(train, seed=train.seed + seed)
     if variant in REFERENCE:
-        scorer = get_scorer(REFERENCE[variant], **({} if variant == "ease" else R.COMMON)).fit(train)
+        scorer = get_scorer(variant, **(R.COMMON if R._is_neural(variant) else {})).fit(train)
     else:
         scorer = scorer_class(variant, vectors)(**R.COMMON).fit(train)
     scores = R.masked_scores(scorer, cases)
@@ -166,17 +166,19 @@ def single_rows(results: list[dict[str, Any]], variants: tuple[str, ...]) -> lis
 
 def ensemble_rows(folder: Path, split_name: str, cases: Any, seeds: int) -> list[str]:
     """The registry ensemble's weights with each LRURec variant in LRURec's place, one seed and all seeds."""
-    from llmrec.baselines.ensemble import standardise
+    from llmrec.baselines.ensemble import EnsembleConfig, seed_average, standardise
+    from llmrec.evaluation.metrics import hit_matrix, per_user_metrics, top_k
+
+    defaults = EnsembleConfig()
+    weight = dict(zip(defaults.members, defaults.weights))
+    w_lrurec, w_sasrec, w_ease = weight["lrurec"], weight["sasrec"], weight["ease"]  # the members this script fits
+    label = f"ensemble ({w_lrurec:g} / {w_sasrec:g} / {w_ease:g})"
 
     def averaged(variant: str, k: int) -> np.ndarray:
-        copies = [standardise(np.load(folder / f"{variant}-{split_name}-seed{s}.npy")) for s in range(k)]
-        return copies[0] if k == 1 else standardise(np.mean(copies, axis=0))
+        return seed_average([standardise(np.load(folder / f"{variant}-{split_name}-seed{s}.npy")) for s in range(k)])
 
     def per_user_ndcg(scores: np.ndarray) -> np.ndarray:
-        from llmrec.evaluation.metrics import hit_matrix, top_k
-
-        hits = hit_matrix(top_k(scores, 10), cases.targets)  # one target per user (leave-one-out)
-        return (hits / np.log2(np.arange(2, 12))).sum(axis=1)
+        return per_user_metrics(hit_matrix(top_k(scores, 10), cases.targets), cases.n_relevant, 10)["ndcg"]
 
     rows, reference = [], {}
     for variant in LRURECS:
@@ -184,13 +186,14 @@ def ensemble_rows(folder: Path, split_name: str, cases: Any, seeds: int) -> list
             needed = [folder / f"{v}-{split_name}-seed{s}.npy" for v in (variant, "sasrec") for s in range(k)]
             if not all(p.is_file() for p in [*needed, folder / f"ease-{split_name}-seed0.npy"]):
                 continue
-            total = (averaged(variant, k) + 0.3 * averaged("sasrec", k) + 0.1 * averaged("ease", 1)).astype(np.float32)
+            total = w_lrurec * averaged(variant, k) + w_sasrec * averaged("sasrec", k) + w_ease * averaged("ease", 1)
+            total = total.astype(np.float32)
             m, users = R.metrics_of(total, cases), per_user_ndcg(total)
             reference.setdefault(k, users)  # LRURec base comes first
             diff = users - reference[k]
             spread = diff.std(ddof=1) / np.sqrt(len(diff))
             paired = f"; paired vs base {diff.mean():+.4f} ± {spread:.4f}" if variant != "base" else ""
-            rows.append(f"| ensemble (1 / 0.3 / 0.1) with LRURec {variant}, {k} seed(s) per network | "
+            rows.append(f"| {label} with LRURec {variant}, {k} seed(s) per network | "
                         f"{m['ndcg@10']:.4f} ± {m['ndcg@10_se']:.4f}{paired} | {m['recall@10']:.4f} | "
                         f"{m['recall@20']:.4f} | |")  # fmt: skip
     return rows

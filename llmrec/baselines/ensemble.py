@@ -55,10 +55,14 @@ def standardise(scores: np.ndarray) -> np.ndarray:
     return np.where(finite, (values - mean) / np.maximum(np.sqrt(var), 1e-9), -np.inf)
 
 
+def seed_average(z_scores: list[np.ndarray]) -> np.ndarray:
+    """One member's z-scores from its seeded copies' z-scores: the single copy's, or their mean standardised again."""
+    return z_scores[0] if len(z_scores) == 1 else standardise(np.mean(z_scores, axis=0))
+
+
 def _averaged(copies: list[Scorer], users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
     """One member's z-scores: its single fit's, or its seeded copies' average, standardised again."""
-    scores = [standardise(c.score(users, histories)) for c in copies]
-    return scores[0] if len(scores) == 1 else standardise(np.mean(scores, axis=0))
+    return seed_average([standardise(c.score(users, histories)) for c in copies])
 
 
 class Ensemble(Scorer):
