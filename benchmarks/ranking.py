@@ -297,7 +297,8 @@ def zeroshot_main(args: argparse.Namespace) -> int:
     # the sweep's model: trained on the training items, as the fine-tuning retriever is (in-sample lists)
     scorer = get_checkpointed_scorer(name, folder, **{**COMMON, **params}).fit(split.final_train)
     config = RecommenderConfig().updated(llm={"model": args.model, "use_default_adapter": False, "dtype": args.dtype,
-                                              "threads": 1}, cache_dir=args.cache_dir)  # fmt: skip
+                                              "precision": args.precision, "threads": 1},
+                                         cache_dir=args.cache_dir)  # fmt: skip
     ranker = build_llm_ranker(config, data.items, args.prompt)
     for order in ("retrieval", "shuffled"):
         examples = build_examples(seq, scorer, args.examples, 20, seed=0, mode="retrieved", order=order)
@@ -468,7 +469,7 @@ def fusion_setup(args: argparse.Namespace) -> SimpleNamespace:
 
     data, seq, split = load_split(args.dataset, args.data_dir)
     llm = {"model": args.model, "use_default_adapter": args.adapter == "shipped", "dtype": args.dtype,
-           "threads": 1}  # fmt: skip
+           "precision": args.precision, "threads": 1}  # fmt: skip
     if args.adapter not in ("none", "shipped"):
         llm["adapter"] = args.adapter
     config = RecommenderConfig().updated(data={"dataset": args.dataset, "data_dir": args.data_dir}, llm=llm,
@@ -589,6 +590,8 @@ def fusion_main(args: argparse.Namespace) -> int:
         "split": split.description, "retriever": retriever_identity(args.retriever), "n_candidates": 20,
         "embedder": embedder_identity(owner.embedder),
         "llm": ranker.llm.identity, "llm_model": args.model, "adapter": args.adapter, "dtype": args.dtype,
+        # pinned (f32: the same label scores on every processor) only when asked; "auto" is bf16 or f32 by processor
+        "precision": getattr(ranker.llm, "precision", None) if args.precision != "auto" else None,
         "prompt": ranker.prompt.ref,
         "labels": ranker.labels, "max_history": ranker.max_history, "kind": best["kind"], "param": best["param"],
         "feature_set": best["features"],
@@ -669,6 +672,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="fusion: the language model")
     p.add_argument("--adapter", default="none", help="fusion: none (zero-shot), shipped, or an adapter folder")
     p.add_argument("--dtype", default="bfloat16", help="fusion: the language model's dtype (bf16: 2.5x faster here)")
+    p.add_argument("--precision", default="auto", choices=["auto", "f32", "bf16"],
+                   help="fusion: OpenVINO's inference precision; the card records it unless auto (f32: the same "
+                        "label scores on every processor, bf16 is 2.5x faster where the CPU has it)")
     p.add_argument("--only", choices=("valid", "test"), help="fusion: only score this split's prompts (fills the "
                    "cache; run one process per split on two cores), then stop")
     p.add_argument("--clean-valid", action="store_true", help="fusion: validation windows from a retriever whose "

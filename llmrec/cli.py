@@ -143,7 +143,7 @@ def index_cmd(
 
 # Options every command that recommends shares (recommend, why, chat, ui, evaluate) ------------------------
 ConfigFile = Annotated[
-    Path | None, typer.Option("--config", help="TOML file of config sections ([ranker], [llm], ...); flags win.")
+    Path | None, typer.Option("--config", help="TOML file of config sections (\\[ranker], \\[llm], ...); flags win.")
 ]
 RankerKind = Annotated[str | None, typer.Option("--ranker", help="llm (over cf retrieval: the shipped fused order "
                                                  "when one fits), fused or passthrough (default: from the config).")]

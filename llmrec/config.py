@@ -100,6 +100,10 @@ class LLMConfig(_Section):
         "probe prompt, else transformers with a one-line warning), openvino (same) or transformers."
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype (transformers).")
+    precision: Literal["auto", "f32", "bf16"] = Field(
+        "auto", description="OpenVINO's inference precision: auto (bf16 where the CPU has it, else f32), f32 or bf16. "
+        "A fusion model whose card names one runs the model in it (f32 gives the same label scores on every CPU)."
+    )
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: torch's choice.")
     allow_network: bool = Field(False, description="Allow a Hugging Face Hub download of the model.")
     url: str | None = Field(

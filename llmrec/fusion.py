@@ -184,8 +184,8 @@ class FusionModel:
 
     def check(self, **actual: Any) -> None:
         """Refuse use outside what the card says the model was fitted for: ``dataset=``, ``protocol=``,
-        ``retriever=``, ``n_candidates=``, ``llm=`` (identity), ``min_count=``, ``embedder=``; ``None`` values are not
-        checked."""
+        ``retriever=``, ``n_candidates=``, ``llm=`` (identity), ``precision=`` (OpenVINO's), ``min_count=``,
+        ``embedder=``; ``None`` values are not checked."""
         for key, value in actual.items():
             expected = self.card.get(key)
             if value is None or expected is None or _same(expected, value):
@@ -325,13 +325,17 @@ class CachedLLM:
         self.inner = llm
         self.cache = cache
         self.identity = identity or llm_identity(llm)
+        # The runtime's precision (OpenVINO: bf16 or f32) changes the scores but not what the card's identity names:
+        # it keys the cache, so that scores of one precision are never read back as the other's.
+        precision = getattr(llm, "precision", None)
+        self._key = self.identity + (f"|precision={precision}" if isinstance(precision, str) else "")
         self.hits = self.misses = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def score_options(self, messages: Any, options: Sequence[str], *, task: str = "rank") -> np.ndarray:
-        key = self.cache.key(f"{self.identity}|{task}", messages, options)
+        key = self.cache.key(f"{self._key}|{task}", messages, options)
         cached = self.cache.get(key)
         if cached is not None and len(cached) == len(options):
             self.hits += 1
@@ -507,14 +511,16 @@ def build_fused_ranker(config: Any, owner: Any, path: str | Path | None = None) 
                              item_vectors(model, owner))  # fmt: skip
     if not model.uses_llm:
         return FusedRanker(model, context)
-    # The label scores' dtype is part of what the model was fitted on: run the language model in the card's dtype
-    # (a variant of the owner shares its other parts; the model loads once per dtype).
-    dtype = model.card.get("dtype")
-    if dtype and dtype != config.llm.dtype and hasattr(owner, "variant"):
-        owner = owner.variant(llm={"dtype": dtype})
+    # The label scores' dtype (transformers) and precision (OpenVINO) are part of what the model was fitted on: run
+    # the language model in the card's (a variant of the owner shares its other parts; the model loads once per
+    # setting). A card without a precision was fitted at "auto", which is bf16 or f32 by processor.
+    wanted = {key: model.card.get(key) for key in ("dtype", "precision")}
+    wanted = {key: value for key, value in wanted.items() if value and value != getattr(config.llm, key)}
+    if wanted and hasattr(owner, "variant"):
+        owner = owner.variant(llm=wanted)
     cache = LabelScoreCache(resolve_cache_dir(config.cache_dir) / SCORE_CACHE)
     llm = CachedLLM(owner.llm, cache)
-    model.check(llm=llm.identity)
+    model.check(llm=llm.identity, precision=getattr(owner.llm, "precision", None))
     task, _, version = str(model.card.get("prompt", "rank@1")).partition("@")
     prompt = load_prompt(task, int(version) if version else None)
     ranker = LLMRanker(llm, owner.items, labels=str(model.card.get("labels", "ABCDEFGHIJKLMNOPQRST")),

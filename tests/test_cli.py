@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,12 @@ def test_help_lists_the_commands():
     assert out.returncode == 0
     for command in ("data", "models"):
         assert command in out.stdout
+
+
+def test_help_shows_the_config_sections_it_names():
+    out = subprocess.run([sys.executable, "-m", "llmrec.cli", "evaluate", "--help"], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert out.returncode == 0 and "([ranker], [llm], ...)" in out.stdout  # not eaten as rich markup
 
 
 def test_help_does_not_import_heavy_libraries():

@@ -168,6 +168,19 @@ def test_label_scores_are_computed_once_per_model_identity_and_prompt(tmp_path):
     assert llm.count_tokens(messages) == fake.count_tokens(messages)  # everything else is delegated
 
 
+
+def test_label_scores_of_one_runtime_precision_are_never_read_back_as_anothers(tmp_path):
+    messages = [{"role": "user", "content": "pick"}]
+    bf16, f32 = FakeLLM(), FakeLLM()
+    bf16.precision, f32.precision = "bf16", "f32"  # what OpenVINOLLM reports after compiling
+    first = CachedLLM(bf16, LabelScoreCache(tmp_path / "scores.sqlite"))
+    first.score_options(messages, list("ABC"))
+    second = CachedLLM(f32, LabelScoreCache(tmp_path / "scores.sqlite"))
+    second.score_options(messages, list("ABC"))
+    assert first.identity == second.identity  # the card's identity names the model, not the precision
+    assert second.misses == 1 and len(f32.prompts) == 1  # but the f32 model scored its own
+
+
 # The fused ranker ---------------------------------------------------------------------------------
 def test_ties_keep_the_retrieval_order_and_the_result_is_a_reordering():
     model = logistic(("popularity",), (0.0,))  # every candidate scores the same
@@ -294,6 +307,28 @@ def test_the_fused_kind_refuses_another_retriever_data_set_or_model_in_one_line(
         assert "\n" not in str(error.value)
     with pytest.raises(ModelError, match="is missing"):
         build_fused_ranker(owner.config, owner)  # nothing ships for the toy data set
+
+
+def test_the_fused_kind_runs_the_model_in_the_cards_precision_and_refuses_another(tmp_path, monkeypatch):
+    from fixtures_catalog import fake_recommender
+    from llmrec.fusion import build_fused_ranker
+
+    owner = fake_recommender(retrieval={"retriever": "cf", "cf_model": "ease", "candidates": 5},
+                             llm_section={"backend": "fake"}, cache_dir=str(tmp_path))  # fmt: skip
+    path = shipped_like(tmp_path, owner)
+    model = FusionModel.load(path)
+    model.card["precision"] = "f32"
+    model.save(path)
+    ranker = build_fused_ranker(owner.config, owner, path)
+    assert owner.config.llm.precision == "auto"
+    assert ranker.llm_ranker.llm.inner is not owner.llm  # a variant of the owner, built with the card's precision
+    assert ranker.llm_ranker.llm.inner is owner.variant(llm={"precision": "f32"}).llm  # (one model per setting)
+    monkeypatch.setattr(FakeLLM, "precision", "bf16", raising=False)  # a runtime that did not honour it
+    with pytest.raises(ModelError, match="fitted for precision 'f32', not 'bf16'") as error:
+        build_fused_ranker(owner.config, fake_recommender(
+            retrieval={"retriever": "cf", "cf_model": "ease", "candidates": 5}, llm_section={"backend": "fake"},
+            cache_dir=str(tmp_path)), path)  # fmt: skip
+    assert "\n" not in str(error.value)
 
 
 def test_a_fusion_model_with_text_features_reads_the_owners_vector_store_and_checks_its_embedder(tmp_path):

@@ -129,7 +129,7 @@ def _local_llm(config: RecommenderConfig) -> Any:
     logging.getLogger(__name__).info("language model %s (%s runtime); adapters %s", cfg.model, cfg.runtime,
                                      adapters or "none (zero-shot)")
     return load_llm(folder, cfg.model, adapters, runtime=cfg.runtime, threads=cfg.threads,
-                    cache_dir=config.cache_dir, dtype=cfg.dtype)
+                    cache_dir=config.cache_dir, dtype=cfg.dtype, precision=cfg.precision)
 
 
 def _served_llm(config: RecommenderConfig) -> Any:
