@@ -87,6 +87,12 @@ def test_the_llm_ranker_orders_by_the_shipped_fusion_model_and_the_blends_follow
     assert "pop+llm:qwen2.5-coder-0.5b-instruct blend" not in report.notes  # the fused order has no blend
     assert "pop+llm:qwen2.5-coder-0.5b-instruct+zero-shot blend" in report.notes  # the variants blend
     assert (tmp_path / "scores" / "label-scores.sqlite").is_file()  # label scores kept for the next run
+    every = run_rerank_evaluation(config, "pop", {})  # all users: the note compares the run with the card's test
+    assert every.notes["fused order"].endswith("its card holds the validation and test figures")  # it has none
+    got = every.results["pop+llm:qwen2.5-coder-0.5b-instruct"].metrics
+    model.card["test"] = {key: got[key] for key in ("ndcg@10", "recall@10", "recall@20")}
+    model.save(tmp_path / "fusion-ml-100k-pop.json")
+    assert run_rerank_evaluation(config, "pop", {}).notes["fused order"].endswith("(this run: the same)")
     without = run_rerank_evaluation(config, "pop", max_users=30, include_fused=False)
     assert "fused order" not in without.notes and "pop+llm:qwen2.5-coder-0.5b-instruct blend" in without.notes
     fusion.FusionModel("logistic", names, (0.0, 0.0), (1.0, 1.0), (1.0, 0.5), 0.0, card={**card, "min_count": 3}).save(

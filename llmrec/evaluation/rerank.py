@@ -170,6 +170,12 @@ def card_agreement(row: Any, card: Mapping[str, Any]) -> str:
             "than installed from llmrec gives other candidates, which the log says)")
 
 
+def _card(path: Path) -> Mapping[str, Any]:
+    from llmrec.fusion import FusionModel
+
+    return FusionModel.load(path).card
+
+
 def cached_scores(ranker: Any, cache_dir: Path) -> Any:
     """``ranker`` with its language model reading and writing the on-disk label-score cache (``llmrec.fusion``), so
     an evaluation run again scores no prompt twice; the fused ranker has it already."""
@@ -263,7 +269,7 @@ def run_rerank_evaluation(
             fused = getattr(pipeline.ranker, "name", "") == "fused"
             notes_extra["fused order"] = (
                 f"{name} (what --ranker llm runs over {retriever}) orders by {fusion.name}; its card holds the "
-                "validation and test figures" + (card_agreement(rows[name], fusion.card) if not max_users else "")
+                "validation and test figures" + (card_agreement(rows[name], _card(fusion)) if not max_users else "")
                 if fused else
                 f"{fusion.name} does not fit this run (the log says why); {name} blends instead")  # fmt: skip
         blend = getattr(pipeline.ranker, "blend", None)
