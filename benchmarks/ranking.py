@@ -469,7 +469,7 @@ def fusion_setup(args: argparse.Namespace) -> SimpleNamespace:
 
     data, seq, split = load_split(args.dataset, args.data_dir)
     llm = {"model": args.model, "use_default_adapter": args.adapter == "shipped", "dtype": args.dtype,
-           "precision": args.precision, "threads": 1}  # fmt: skip
+           "precision": args.precision, "threads": args.threads}  # fmt: skip
     if args.adapter not in ("none", "shipped"):
         llm["adapter"] = args.adapter
     config = RecommenderConfig().updated(data={"dataset": args.dataset, "data_dir": args.data_dir}, llm=llm,
@@ -672,6 +672,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="fusion: the language model")
     p.add_argument("--adapter", default="none", help="fusion: none (zero-shot), shipped, or an adapter folder")
     p.add_argument("--dtype", default="bfloat16", help="fusion: the language model's dtype (bf16: 2.5x faster here)")
+    p.add_argument("--threads", type=int, default=1, help="fusion: the language model's threads (f32 scores do "
+                   "not depend on them; two processes on two cores: 1)")
     p.add_argument("--precision", default="auto", choices=["auto", "f32", "bf16"],
                    help="fusion: OpenVINO's inference precision; the card records it unless auto (f32: the same "
                         "label scores on every processor, bf16 is 2.5x faster where the CPU has it)")
