@@ -24,7 +24,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ranking import load_split
 
-log = logging.getLogger("label_precision")
 SETTINGS = (("f32", 1), ("f32", 2), ("bf16", 2))  # the first is the reference
 
 

@@ -27,7 +27,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ranking import load_split, masked_scores
 
-log = logging.getLogger("time_popularity")
 DAY = 86_400
 
 
