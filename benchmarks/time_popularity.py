@@ -27,6 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ranking import load_split, masked_scores
 
+from llmrec.baselines.ensemble import standardise
+
 DAY = 86_400
 
 
@@ -51,11 +53,6 @@ def recent_counts(times: Mapping[int, np.ndarray], items: Sequence[int], moment:
     return np.array(counts, dtype=float)
 
 
-def _z(values: np.ndarray) -> np.ndarray:
-    spread = values.std()
-    return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
-
-
 def windows(scorer: Any, cases: Any, seq: Any, drop: int, days: Sequence[int]) -> list[dict[str, Any]]:
     """Per user: the top 20's retrieval scores, their recent counts per window and the target's position (or -1)."""
     scores = masked_scores(scorer, cases)
@@ -76,7 +73,8 @@ def figures(rows: Sequence[Mapping[str, Any]], days: int, weight: float) -> tupl
     for r in rows:
         if r["target"] < 0:
             continue
-        fused = _z(r["scores"]) + weight * _z(np.log1p(r["counts"][days]))
+        retrieval, recent = standardise(np.vstack([r["scores"], np.log1p(r["counts"][days])]))
+        fused = retrieval + weight * recent
         order = np.argsort(-fused, kind="stable")
         rank = int(np.flatnonzero(order == r["target"])[0])
         if rank < 10:

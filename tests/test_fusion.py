@@ -168,7 +168,6 @@ def test_label_scores_are_computed_once_per_model_identity_and_prompt(tmp_path):
     assert llm.count_tokens(messages) == fake.count_tokens(messages)  # everything else is delegated
 
 
-
 def test_label_scores_of_one_runtime_precision_are_never_read_back_as_anothers(tmp_path):
     messages = [{"role": "user", "content": "pick"}]
     bf16, f32 = FakeLLM(), FakeLLM()

@@ -170,12 +170,6 @@ def card_agreement(row: Any, card: Mapping[str, Any]) -> str:
             "than installed from llmrec gives other candidates, which the log says)")
 
 
-def _card(path: Path) -> Mapping[str, Any]:
-    from llmrec.fusion import FusionModel
-
-    return FusionModel.load(path).card
-
-
 def cached_scores(ranker: Any, cache_dir: Path) -> Any:
     """``ranker`` with its language model reading and writing the on-disk label-score cache (``llmrec.fusion``), so
     an evaluation run again scores no prompt twice; the fused ranker has it already."""
@@ -266,12 +260,14 @@ def run_rerank_evaluation(
         if pipeline.fallbacks:
             errors[f"{name} (fallbacks)"] = f"{pipeline.fallbacks} users fell back to retrieval order"
         if fusion is not None and variant == config and name in rows:
-            fused = getattr(pipeline.ranker, "name", "") == "fused"
-            notes_extra["fused order"] = (
-                f"{name} (what --ranker llm runs over {retriever}) orders by {fusion.name}; its card holds the "
-                "validation and test figures" + (card_agreement(rows[name], _card(fusion)) if not max_users else "")
-                if fused else
-                f"{fusion.name} does not fit this run (the log says why); {name} blends instead")  # fmt: skip
+            if getattr(pipeline.ranker, "name", "") == "fused":  # the card it ranked by: compared over all users
+                agreement = "" if max_users else card_agreement(rows[name], pipeline.ranker.model.card)
+                notes_extra["fused order"] = (f"{name} (what --ranker llm runs over {retriever}) orders by "
+                                              f"{fusion.name}; its card holds the validation and test figures"
+                                              f"{agreement}")  # fmt: skip
+            else:
+                notes_extra["fused order"] = (f"{fusion.name} does not fit this run (the log says why); {name} blends "
+                                              "instead")  # fmt: skip
         blend = getattr(pipeline.ranker, "blend", None)
         if blend is not None:
             notes_extra[f"{name} blend"] = f"{blend:g}"
