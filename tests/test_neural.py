@@ -183,6 +183,51 @@ def test_time_budget_and_no_validation() -> None:
     assert (result.stopped, result.epochs_run, float(model.weight.detach())) == ("epochs", 3, 3.0)
 
 
+def test_a_second_fit_into_the_same_checkpoint_waits_then_loads_it(tmp_path, caplog) -> None:
+    """Two fits into one folder (two processes training an ensemble's members) must not interleave: the second
+    waits for the first's lock, then finds its checkpoint complete and trains nothing."""
+    import threading
+
+    from llmrec.baselines.training import Trainer, TrainingConfig
+
+    cfg = TrainingConfig(device="cpu", num_threads=1, epochs=2, checkpoint_dir=str(tmp_path / "ck"), resume=True)
+    started, go, epochs_of = threading.Event(), threading.Event(), {"first": [], "second": []}
+    results: dict[str, tuple[float, object]] = {}
+
+    def fit(who: str) -> None:
+        trainer = Trainer(cfg, seed=0, identity={})
+        model = trainer.prepare(torch.nn.Linear(1, 1, bias=False))
+
+        def run_epoch(epoch: int, rng: np.random.Generator) -> float:
+            epochs_of[who].append(epoch)
+            started.set()
+            assert go.wait(30)
+            with torch.no_grad():
+                model.weight.fill_(10.0 * epoch)
+            return 1.0
+
+        result = trainer.fit(model, run_epoch)
+        results[who] = (float(model.weight.detach()), result)
+
+    first = threading.Thread(target=fit, args=("first",))
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=fit, args=("second",))
+    with caplog.at_level("WARNING", logger="llmrec.baselines.training"):
+        second.start()
+        second.join(1.0)
+        assert second.is_alive(), "the second fit did not wait for the first"
+        go.set()
+        first.join(30)
+        second.join(30)
+    assert "another process is training into" in caplog.text
+    assert epochs_of == {"first": [1, 2], "second": []}
+    assert results["second"][0] == results["first"][0] == 20.0
+    assert results["second"][1].epochs_run == 2
+    # the lock file is beside the folder, not among the files a checkpoint ships
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["last.safetensors", "state.json"]
+
+
 def test_fit_data_holds_out_the_last_item() -> None:
     from llmrec.baselines.training import TrainingConfig, fit_data
 
@@ -243,4 +288,5 @@ def test_a_checkpoint_made_with_other_settings_is_kept_and_a_sibling_is_used(tmp
     siblings = [p for p in tmp_path.iterdir() if p.name.startswith("toy-sasrec-")]
     assert len(siblings) == 1 and (siblings[0] / "state.json").is_file() and other.config.dropout == 0.3
     again = get_checkpointed_scorer("sasrec", folder, **{**params, "epochs": 2}).fit(train_data())  # budget: resumed
-    assert again.train_result_.epochs_run == 2 and len(list(tmp_path.iterdir())) == 2
+    folders = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # not the training locks beside them
+    assert again.train_result_.epochs_run == 2 and len(folders) == 2

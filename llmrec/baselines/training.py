@@ -15,6 +15,7 @@ a validation set, ``evaluate() -> NDCG@10``. The trainer owns everything else:
   The optimizer state is *not* stored, so ``resume=True`` continues from the last weights with a
   fresh optimizer (Adam's moments are rebuilt within a few steps). A checkpoint made with other
   hyper-parameters or data is refused; ``epochs``/``patience``/``max_seconds`` may change on resume.
+  One process at a time trains into a folder (a lock file beside it); another waits, then resumes.
 
 Fit data without a validation set (the harness's final fit on train+valid) gets one of its own when
 ``holdout=True`` (default): ``fit_data`` holds out each user's last item (users with at least
@@ -31,12 +32,13 @@ than cores, OpenMP's spin-waiting threads lose their time slices. Raise it on an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -145,6 +147,29 @@ def state_dict_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
+@contextlib.contextmanager
+def training_lock(folder: Path | None, name: str) -> Iterator[None]:
+    """One process at a time trains into a checkpoint folder. Two writing one folder would interleave their
+    epochs' weights and states; with the lock the second waits, then resumes the first's checkpoint (complete:
+    it loads it and trains nothing). The lock file sits beside the folder, never in what ships."""
+    if folder is None:
+        yield
+        return
+    from filelock import FileLock, Timeout  # a dependency of torch and huggingface_hub
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder.parent / f".{folder.name}.train.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("%s: another process is training into %s; waiting for it to finish", name, folder)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class Trainer:
     """Device, seeds, optimizers and the epoch loop for one fit."""
 
@@ -199,9 +224,19 @@ class Trainer:
         evaluate: Callable[[], float] | None = None,
     ) -> TrainResult:
         """Train ``model`` in place; on return it holds the best (or, without validation, last) weights."""
+        folder = Path(self.cfg.checkpoint_dir) if self.cfg.checkpoint_dir else None
+        with training_lock(folder, self.name):
+            return self._fit(model, folder, run_epoch, evaluate)
+
+    def _fit(
+        self,
+        model: torch.nn.Module,
+        folder: Path | None,
+        run_epoch: Callable[[int, np.random.Generator], float],
+        evaluate: Callable[[], float] | None,
+    ) -> TrainResult:
         cfg, started = self.cfg, time.monotonic()
         result, best_state, bad_evals = TrainResult(), None, 0
-        folder = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
         if cfg.resume and folder is not None and (folder / STATE_FILE).is_file():
             result, best_state, bad_evals = self._load(folder, model)
             if self._finished(result, bad_evals, evaluate is not None):
