@@ -28,20 +28,21 @@ SETTINGS = (("f32", 1), ("f32", 2), ("bf16", 2))  # the first is the reference
 
 
 def prompts(data_dir: str | None, users: int, llm: Any) -> tuple[list[list[dict[str, str]]], list[str]]:
-    """The fused ranker's prompts for the first ``users`` test users (fitted to ``llm``'s context) and its labels."""
+    """The fused ranker's prompts for the first ``users`` test users and its labels: the LLM ranker the SASRec
+    card was fitted with (its prompt, labels, history length) over ``llm``, the windows the CLI's road builds."""
     from llmrec.evaluation.rerank import RerankPipeline
+    from llmrec.fusion import FusionModel, card_llm_ranker, fusion_file
     from llmrec.paths import resolve_cache_dir
-    from llmrec.prompts import load_prompt
-    from llmrec.ranking import LABELS, LLMRanker
 
     data, seq, split = load_split("ml-latest-small", data_dir)
+    card = FusionModel.load(fusion_file("qwen2.5-coder-0.5b-instruct", "ml-latest-small", "sasrec"))
     pipeline = RerankPipeline("sasrec", None, seq.item_ids, data.items, seq.ratings, n_candidates=20,
                               cache_dir=resolve_cache_dir(None)).fit(split.final_train)  # fmt: skip
     cases = split.test.subset(slice(0, users))
     top, scores = pipeline.candidates(cases.users, cases.histories, strict=True)
-    ranker = LLMRanker(llm, data.items, labels=LABELS, prompt=load_prompt("rank", 2))
-    return [ranker.messages(pipeline._profile(int(u), h), pipeline.window(t, s))
-            for u, h, t, s in zip(cases.users, cases.histories, top, scores)], list(LABELS)  # fmt: skip
+    ranker = card_llm_ranker(card, llm, data.items, max_history=20)
+    return [ranker.messages(pipeline.profile(int(u), h), pipeline.window(t, s))
+            for u, h, t, s in zip(cases.users, cases.histories, top, scores)], list(ranker.labels)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = prepare_model(args.model)
     messages: list[list[dict[str, str]]] = []
     labels: list[str] = []
-    scores = {}
+    reference = None
     print("| precision | threads | s per prompt | max abs diff | mean abs diff | prompts reordered |")
     print("|---|---|---|---|---|---|")
     for precision, threads in SETTINGS:
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         got = np.array([llm.score_options(m, labels, task="rank") for m in messages])
         seconds = (time.perf_counter() - start) / len(messages)
-        reference = scores.setdefault("reference", got)
+        reference = got if reference is None else reference
         diff = np.abs(got - reference)
         moved = sum(bool((np.argsort(-a, kind="stable") != np.argsort(-b, kind="stable")).any())
                     for a, b in zip(got, reference))  # fmt: skip

@@ -116,7 +116,7 @@ def training_lists(setup: Any, n: int, cache: Path) -> list[dict[str, Any]]:
 
 
 def texts(setup: Any, window: dict[str, Any]) -> tuple[list[str], list[str]]:
-    profile = window.get("profile") or setup.pipeline._profile(window["user"], window["history"])
+    profile = window.get("profile") or setup.pipeline.profile(window["user"], window["history"])
     history = setup.ranker._history_lines(profile)  # the listwise ranker's own history lines
     items = setup.data.items
     return history, [candidate_text(items[setup.seq.item_ids[int(i)]]) for i in window["items"]]

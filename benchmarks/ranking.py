@@ -363,7 +363,7 @@ def collect_windows(pipeline: Any, scorer: Any, cases: Any, counts: np.ndarray, 
         if not len(hits):
             continue
         window = pipeline.window(top[i], top_scores[i])
-        features = probe.features(pipeline._profile(int(users[i]), histories[i]), window)
+        features = probe.features(pipeline.profile(int(users[i]), histories[i]), window)
         out.append({"user": int(users[i]), "target": int(hits[0]), "features": features,
                     "names": probe.model.features, "history": histories[i], "items": top[i]})
     return out

@@ -199,7 +199,7 @@ def prompt_identity_errors(ranker: Any, seq: Any, cases: Sequence[Any]) -> list[
     for case in cases:
         history = seq.sequences[case.user][: case.history_length]
         window = [Candidate(seq.item_ids[i], 0.0, ("retriever",)) for i in case.candidates]
-        if ranker.messages(pipeline._profile(case.user, history), window) != case_messages(ranker, seq, case):
+        if ranker.messages(pipeline.profile(case.user, history), window) != case_messages(ranker, seq, case):
             errors.append(f"user {case.user} ({case.split}): the training prompt differs from the inference prompt")
     return errors
 

@@ -28,13 +28,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llmrec.errors import ConfigError, ModelError
 from llmrec.fileutil import atomic_file, sha256_file
 from llmrec.types import Candidate, Item, UserProfile
+
+if TYPE_CHECKING:
+    from llmrec.ranking import LLMRanker
 
 FORWARD_LLM_FEATURES = ("llm", "llm_rr")  # from the label scores of the window in retrieval order
 LLM_FEATURES = (*FORWARD_LLM_FEATURES, "llm_rev")  # llm_rev: the label scores with the window shown in reverse
@@ -491,8 +494,6 @@ def build_fused_ranker(config: Any, owner: Any, path: str | Path | None = None) 
     """The ``fused`` ranker kind: the shipped fusion model for this language model, data set and collaborative
     retriever (``retrieval.retriever = "cf"``), its LLM ranker reading label scores through the on-disk cache."""
     from llmrec.paths import resolve_cache_dir
-    from llmrec.prompts import load_prompt
-    from llmrec.ranking import LLMRanker
 
     dataset = owner.dataset.name
     retrieval = config.retrieval
@@ -521,8 +522,15 @@ def build_fused_ranker(config: Any, owner: Any, path: str | Path | None = None) 
     cache = LabelScoreCache(resolve_cache_dir(config.cache_dir) / SCORE_CACHE)
     llm = CachedLLM(owner.llm, cache)
     model.check(llm=llm.identity, precision=getattr(owner.llm, "precision", None))
+    return FusedRanker(model, context, card_llm_ranker(model, llm, owner.items, config.ranker.max_history))
+
+
+def card_llm_ranker(model: FusionModel, llm: Any, items: Mapping[str, Item], max_history: int) -> LLMRanker:
+    """The LLM ranker a fusion model was fitted with (its card's prompt, labels and history length) over ``llm``."""
+    from llmrec.prompts import load_prompt
+    from llmrec.ranking import LLMRanker
+
     task, _, version = str(model.card.get("prompt", "rank@1")).partition("@")
-    prompt = load_prompt(task, int(version) if version else None)
-    ranker = LLMRanker(llm, owner.items, labels=str(model.card.get("labels", "ABCDEFGHIJKLMNOPQRST")),
-                       max_history=int(model.card.get("max_history", config.ranker.max_history)), prompt=prompt)
-    return FusedRanker(model, context, ranker)
+    return LLMRanker(llm, items, labels=str(model.card.get("labels", "ABCDEFGHIJKLMNOPQRST")),
+                     max_history=int(model.card.get("max_history", max_history)),
+                     prompt=load_prompt(task, int(version) if version else None))  # fmt: skip

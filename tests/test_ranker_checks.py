@@ -107,7 +107,7 @@ def test_training_prompts_are_the_evaluation_pipelines_prompts(seq, monkeypatch)
     case = cases[0]
     history = seq.sequences[case.user][: case.history_length]
     window = [pipeline.window(np.array(case.candidates), np.zeros(10))[i] for i in range(10)]
-    inference.rank(pipeline._profile(case.user, history), window, 10)
+    inference.rank(pipeline.profile(case.user, history), window, 10)
     assert llm.prompts[0] == fdata.case_messages(ranker, seq, case)
     # a profile built differently (ratings dropped) is caught
     original = fdata.profile_for

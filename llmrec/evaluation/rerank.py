@@ -75,7 +75,8 @@ class RerankPipeline:
             self.ranker.set_popularity({self.item_ids[i]: int(c) for i, c in enumerate(counts) if c})
         return self
 
-    def _profile(self, user: int, history: np.ndarray) -> UserProfile:
+    def profile(self, user: int, history: np.ndarray) -> UserProfile:
+        """The profile the ranker reads for ``user`` with item indices ``history`` (ratings where known)."""
         ratings = self.ratings[user][: len(history)] if self.ratings is not None and user >= 0 else None
         entries = tuple(
             HistoryEntry(self.item_ids[i], None if ratings is None or np.isnan(ratings[n]) else float(ratings[n]))
@@ -117,7 +118,7 @@ class RerankPipeline:
                 order = candidates
             else:
                 window = self.window(candidates, top_scores[row])
-                result = self.ranker.rank(self._profile(int(users[row]), histories[row]), window, len(window))
+                result = self.ranker.rank(self.profile(int(users[row]), histories[row]), window, len(window))
                 self.llm_users += 1
                 self.fallbacks += bool(getattr(self.ranker, "last_note", ""))
                 position = {self.item_ids[c]: c for c in candidates}
