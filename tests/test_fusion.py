@@ -18,6 +18,7 @@ from llmrec.fusion import (
     FusionModel,
     LabelScoreCache,
     candidate_features,
+    card_llm_ranker,
     fit_fusion,
     llm_identity,
 )
@@ -181,6 +182,20 @@ def test_label_scores_of_one_runtime_precision_are_never_read_back_as_anothers(t
 
 
 # The fused ranker ---------------------------------------------------------------------------------
+def test_the_llm_ranker_of_a_card_asks_with_its_prompt_labels_and_history_length():
+    llm = FakeLLM()
+    ranker = card_llm_ranker(logistic(("llm",), (1.0,), card={"prompt": "rank@1", "labels": "VWXYZ",
+                                                                  "max_history": 1}), llm, ITEMS, 20)  # fmt: skip
+    assert (ranker.prompt.ref, ranker.labels, ranker.max_history) == ("rank@1", "VWXYZ", 1)
+    text = "\n".join(m["content"] for m in ranker.messages(profile(("1", "4")), window(("2", "3"), (2.0, 1.0))))
+    assert "V. Aliens (1986)" in text and "W. Heat (1995)" in text  # the card's labels
+    assert "- Up (2009)" in text and "Alien (1979)" not in text  # one history item: the last
+    default = card_llm_ranker(logistic(("llm",), (1.0,)), llm, ITEMS, 7)
+    assert (default.prompt.ref, default.labels[:3], default.max_history) == ("rank@1", "ABC", 7)
+    latest = card_llm_ranker(logistic(("llm",), (1.0,), card={"prompt": "rank@2"}), llm, ITEMS, 7)
+    assert latest.prompt.ref == "rank@2"
+
+
 def test_ties_keep_the_retrieval_order_and_the_result_is_a_reordering():
     model = logistic(("popularity",), (0.0,))  # every candidate scores the same
     ranker = FusedRanker(model, FeatureContext(ITEMS, POPULARITY))
