@@ -80,3 +80,31 @@ def test_seeds_average_the_neural_members_copies_and_fit_deterministic_members_o
     assert get_scorer("ensemble5").hyperparameters()["seeds"] == 5  # the registry's five-seed ensemble
     with pytest.raises(ConfigError, match="seeds must be >= 1"):
         get_scorer("ensemble", seeds=0)
+
+
+def test_copies_another_process_is_training_are_fitted_last_so_two_processes_share_the_work(monkeypatch, tmp_path):
+    """Two evaluations sharing a cache: while another process trains copy 0 (its lock held), the ensemble trains
+    the other copies first, then waits for copy 0 and fits it (here nobody finished it, so it trains it)."""
+    import threading
+    import time
+
+    pytest.importorskip("torch")
+    from llmrec.baselines.training import training_lock
+
+    tiny = {"hidden": 16, "blocks": 1, "heads": 2, "max_len": 12, "epochs": 2, "batch_size": 16, "device": "cpu"}
+    monkeypatch.setattr(builtin, "NEURAL", builtin.NEURAL | {"tiny"})
+    monkeypatch.setitem(registry._registry(), "tiny",
+                        registry.ScorerSpec("tiny", lambda **kw: get_scorer("sasrec", **tiny, **kw)))  # fmt: skip
+    root, fitted = tmp_path / "ensemble", {}
+    seeds = [root / "tiny-seed1" / "state.json", root / "tiny-seed2" / "state.json"]
+    ensemble = get_scorer("ensemble", members=("tiny",), weights=(1.0,), seeds=3, checkpoint_dir=str(root))
+    worker = threading.Thread(target=lambda: fitted.setdefault("model", ensemble.fit(two_clusters())))
+    with training_lock(root / "tiny", "another process"):
+        worker.start()
+        deadline = time.monotonic() + 120
+        while not all(p.is_file() for p in seeds) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(p.is_file() for p in seeds), "the free copies were not trained while copy 0 was busy"
+        assert not (root / "tiny" / "state.json").exists() and worker.is_alive()  # it waits for copy 0
+    worker.join(120)
+    assert (root / "tiny" / "state.json").is_file() and len(fitted["model"].members_[0]) == 3

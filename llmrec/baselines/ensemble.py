@@ -4,7 +4,8 @@ Each member is fitted on the same data; for every user its scores over the catal
 standard deviation 1 over the finite scores) so that scales as different as SASRec's logits and EASE's
 reconstructions add up, and the weighted sum is the ensemble's score. Weights are chosen on the validation
 item (``benchmarks/ranking.py ensemble``). Members that train with checkpoints (SASRec) keep them in a
-sub-folder of the ensemble's ``checkpoint_dir`` each.
+sub-folder of the ensemble's ``checkpoint_dir`` each; a copy another process is training into (its lock held) is
+fitted after the others, so two processes fitting one ensemble share the training.
 
 ``seeds`` > 1 fits every neural member that many times from different seeds (the fit seed plus 0, 1, ...) and
 averages the copies' z-scores before weighting: two fits of one network on one CPU already differ by about a
@@ -65,6 +66,17 @@ def _averaged(copies: list[Scorer], users: np.ndarray, histories: list[np.ndarra
     return seed_average([standardise(c.score(users, histories)) for c in copies])
 
 
+def _training_elsewhere(scorer: Scorer) -> bool:
+    folder = getattr(getattr(scorer, "config", None), "checkpoint_dir", None)
+    if not folder:
+        return False
+    from pathlib import Path
+
+    from llmrec.baselines.training import training_elsewhere
+
+    return training_elsewhere(Path(folder))
+
+
 class Ensemble(Scorer):
     name = "ensemble"
     Config = EnsembleConfig
@@ -74,19 +86,25 @@ class Ensemble(Scorer):
         from llmrec.baselines.registry import get_checkpointed_scorer, get_scorer
 
         cfg = self.config
-        self.members_: list[list[Scorer]] = []
-        for member in cfg.members:
-            copies = []
+        jobs: list[tuple[int, Scorer, TrainData]] = []  # (member, unfitted copy, its fit data)
+        for m, member in enumerate(cfg.members):
             for copy in range(cfg.seeds if member in NEURAL else 1):
                 # copy 0 is the plain fit (its folder and seed as before seeds existed), copy k the fit seed + k
                 data = dataclasses.replace(train, seed=train.seed + copy) if copy else train
                 if cfg.checkpoint_dir:
                     folder = f"{cfg.checkpoint_dir}/{member}" + (f"-seed{copy}" if copy else "")
-                    scorer = get_checkpointed_scorer(member, folder)
+                    jobs.append((m, get_checkpointed_scorer(member, folder), data))
                 else:
-                    scorer = get_scorer(member)
-                copies.append(scorer.fit(data))
-            self.members_.append(copies)
+                    jobs.append((m, get_scorer(member), data))
+        # Next, always the first copy no other process is training into (two evaluations sharing a cache): the two
+        # share the work, and a copy the other finished loads. When every copy left is busy, wait for the first.
+        pending, fitted = list(range(len(jobs))), {}
+        while pending:
+            k = next((k for k in pending if not _training_elsewhere(jobs[k][1])), pending[0])
+            pending.remove(k)
+            fitted[k] = jobs[k][1].fit(jobs[k][2])
+        self.members_: list[list[Scorer]] = [[fitted[k] for k, job in enumerate(jobs) if job[0] == m]
+                                             for m in range(len(cfg.members))]  # fmt: skip
 
     def member_scores(self, users: np.ndarray, histories: list[np.ndarray]) -> list[np.ndarray]:
         """Each member's per-user z-scores (its copies' average when ``seeds`` > 1), in ``members`` order."""

@@ -147,18 +147,22 @@ def state_dict_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
+def _lock_file(folder: Path) -> str:
+    return str(folder.parent / f".{folder.name}.train.lock")  # beside the folder: never among the files that ship
+
+
 @contextlib.contextmanager
 def training_lock(folder: Path | None, name: str) -> Iterator[None]:
     """One process at a time trains into a checkpoint folder. Two writing one folder would interleave their
     epochs' weights and states; with the lock the second waits, then resumes the first's checkpoint (complete:
-    it loads it and trains nothing). The lock file sits beside the folder, never in what ships."""
+    it loads it and trains nothing)."""
     if folder is None:
         yield
         return
     from filelock import FileLock, Timeout  # a dependency of torch and huggingface_hub
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(folder.parent / f".{folder.name}.train.lock"))
+    lock = FileLock(_lock_file(folder))
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -168,6 +172,21 @@ def training_lock(folder: Path | None, name: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def training_elsewhere(folder: Path) -> bool:
+    """True while another process holds ``folder``'s training lock (an ensemble fits other members meanwhile)."""
+    from filelock import FileLock, Timeout
+
+    if not folder.parent.is_dir():
+        return False
+    lock = FileLock(_lock_file(folder))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
 
 
 class Trainer:
