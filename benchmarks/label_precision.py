@@ -27,15 +27,15 @@ from ranking import load_split
 SETTINGS = (("f32", 1), ("f32", 2), ("bf16", 2))  # the first is the reference
 
 
-def prompts(data_dir: str | None, users: int, llm: Any) -> tuple[list[list[dict[str, str]]], list[str]]:
-    """The fused ranker's prompts for the first ``users`` test users and its labels: the LLM ranker the SASRec
+def prompts(data_dir: str | None, users: int, llm: Any, model: str) -> tuple[list[list[dict[str, str]]], list[str]]:
+    """The fused ranker's prompts for the first ``users`` test users and its labels: the LLM ranker ``model``'s SASRec
     card was fitted with (its prompt, labels, history length) over ``llm``, the windows the CLI's road builds."""
     from llmrec.evaluation.rerank import RerankPipeline
     from llmrec.fusion import FusionModel, card_llm_ranker, fusion_file
     from llmrec.paths import resolve_cache_dir
 
     data, seq, split = load_split("ml-latest-small", data_dir)
-    card = FusionModel.load(fusion_file("qwen2.5-coder-0.5b-instruct", "ml-latest-small", "sasrec"))
+    card = FusionModel.load(fusion_file(model, "ml-latest-small", "sasrec"))
     pipeline = RerankPipeline("sasrec", None, seq.item_ids, data.items, seq.ratings, n_candidates=20,
                               cache_dir=resolve_cache_dir(None)).fit(split.final_train)  # fmt: skip
     cases = split.test.subset(slice(0, users))
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for precision, threads in SETTINGS:
         llm = load_llm(folder, args.model, {}, runtime="openvino", threads=threads, precision=precision)
         if not messages:
-            messages, labels = prompts(args.data_dir, args.users, llm)
+            messages, labels = prompts(args.data_dir, args.users, llm, args.model)
         start = time.perf_counter()
         got = np.array([llm.score_options(m, labels, task="rank") for m in messages])
         seconds = (time.perf_counter() - start) / len(messages)
