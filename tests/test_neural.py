@@ -224,8 +224,9 @@ def test_a_second_fit_into_the_same_checkpoint_waits_then_loads_it(tmp_path, cap
     assert epochs_of == {"first": [1, 2], "second": []}
     assert results["second"][0] == results["first"][0] == 20.0
     assert results["second"][1].epochs_run == 2
-    # the lock file is beside the folder, not among the files a checkpoint ships
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["last.safetensors", "state.json"]
+    # the lock file is hidden in the folder; the folder around it holds this one checkpoint only
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [".train.lock", "last.safetensors", "state.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]
 
 
 def test_fit_data_holds_out_the_last_item() -> None:
@@ -288,5 +289,4 @@ def test_a_checkpoint_made_with_other_settings_is_kept_and_a_sibling_is_used(tmp
     siblings = [p for p in tmp_path.iterdir() if p.name.startswith("toy-sasrec-")]
     assert len(siblings) == 1 and (siblings[0] / "state.json").is_file() and other.config.dropout == 0.3
     again = get_checkpointed_scorer("sasrec", folder, **{**params, "epochs": 2}).fit(train_data())  # budget: resumed
-    folders = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # not the training locks beside them
-    assert again.train_result_.epochs_run == 2 and len(folders) == 2
+    assert again.train_result_.epochs_run == 2 and len(list(tmp_path.iterdir())) == 2

@@ -15,7 +15,7 @@ a validation set, ``evaluate() -> NDCG@10``. The trainer owns everything else:
   The optimizer state is *not* stored, so ``resume=True`` continues from the last weights with a
   fresh optimizer (Adam's moments are rebuilt within a few steps). A checkpoint made with other
   hyper-parameters or data is refused; ``epochs``/``patience``/``max_seconds`` may change on resume.
-  One process at a time trains into a folder (a lock file beside it); another waits, then resumes.
+  One process at a time trains into a folder (a hidden lock file in it); another waits, then resumes.
 
 Fit data without a validation set (the harness's final fit on train+valid) gets one of its own when
 ``holdout=True`` (default): ``fit_data`` holds out each user's last item (users with at least
@@ -148,7 +148,8 @@ def state_dict_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _lock_file(folder: Path) -> str:
-    return str(folder.parent / f".{folder.name}.train.lock")  # beside the folder: never among the files that ship
+    # inside the folder, hidden: the folders around it stay one per checkpoint; shipping copies named files only
+    return str(folder / ".train.lock")
 
 
 @contextlib.contextmanager
@@ -161,7 +162,7 @@ def training_lock(folder: Path | None, name: str) -> Iterator[None]:
         return
     from filelock import FileLock, Timeout  # a dependency of torch and huggingface_hub
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(_lock_file(folder))
     try:
         lock.acquire(timeout=0)
@@ -178,7 +179,7 @@ def training_elsewhere(folder: Path) -> bool:
     """True while another process holds ``folder``'s training lock (an ensemble fits other members meanwhile)."""
     from filelock import FileLock, Timeout
 
-    if not folder.parent.is_dir():
+    if not folder.is_dir():
         return False
     lock = FileLock(_lock_file(folder))
     try:
