@@ -337,13 +337,12 @@ def build_llm_ranker(config: Any, items: Any, prompt: str) -> Any:
     from llmrec.fusion import SCORE_CACHE, CachedLLM, LabelScoreCache
     from llmrec.paths import resolve_cache_dir
     from llmrec.pipeline import parts
-    from llmrec.prompts import load_prompt
+    from llmrec.prompts import load_prompt_ref
     from llmrec.ranking import LABELS, LLMRanker
 
     llm = CachedLLM(parts.build_llm(config), LabelScoreCache(resolve_cache_dir(config.cache_dir) / SCORE_CACHE))
-    task, _, version = prompt.partition("@")
     return LLMRanker(llm, items, labels=LABELS, max_history=config.ranker.max_history,
-                     prompt=load_prompt(task, int(version) if version else None))  # fmt: skip
+                     prompt=load_prompt_ref(prompt))  # fmt: skip
 
 
 def collect_windows(pipeline: Any, scorer: Any, cases: Any, counts: np.ndarray, probe: Any, rows: np.ndarray,

@@ -53,14 +53,6 @@ SPLIT_DESCRIPTION = (
 )
 
 
-def prompt_of(ref: str) -> Any:
-    """The prompt template named ``task`` (its highest version) or ``task@version``."""
-    from llmrec.prompts import load_prompt
-
-    task, _, version = ref.partition("@")
-    return load_prompt(task, int(version) if version else None)
-
-
 def lr_at(step: int, cfg: LoraTrainConfig) -> float:
     """Learning rate of update ``step`` (1-based): linear warm-up, then linear decay to 10% at max_steps."""
     if cfg.warmup_steps and step <= cfg.warmup_steps:
@@ -190,6 +182,7 @@ class FineTuner(TrainingLoop):
         self.valid_cases = fdata.build_eval_cases(self.seq, self.scorer, users, "valid", cfg.n_candidates)
 
     def prepare_model(self) -> None:
+        from llmrec.prompts import load_prompt_ref
         from llmrec.ranking import LABELS, LLMRanker
 
         cfg = self.cfg
@@ -200,7 +193,7 @@ class FineTuner(TrainingLoop):
         self.labels = LABELS[: cfg.n_candidates]
         self.ranker = LLMRanker(
             PromptCounter(self.tokenizer, context, cfg.base_model), self.dataset.items, labels=self.labels,
-            max_history=cfg.max_history, kind=cfg.kind, prompt=prompt_of(cfg.prompt),
+            max_history=cfg.max_history, kind=cfg.kind, prompt=load_prompt_ref(cfg.prompt),
         )  # fmt: skip
         self.label_ids = label_token_ids(self.tokenizer, self.labels)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -527,10 +527,9 @@ def build_fused_ranker(config: Any, owner: Any, path: str | Path | None = None) 
 
 def card_llm_ranker(model: FusionModel, llm: Any, items: Mapping[str, Item], max_history: int) -> LLMRanker:
     """The LLM ranker a fusion model was fitted with (its card's prompt, labels and history length) over ``llm``."""
-    from llmrec.prompts import load_prompt
+    from llmrec.prompts import load_prompt_ref
     from llmrec.ranking import LLMRanker
 
-    task, _, version = str(model.card.get("prompt", "rank@1")).partition("@")
     return LLMRanker(llm, items, labels=str(model.card.get("labels", "ABCDEFGHIJKLMNOPQRST")),
                      max_history=int(model.card.get("max_history", max_history)),
-                     prompt=load_prompt(task, int(version) if version else None))  # fmt: skip
+                     prompt=load_prompt_ref(str(model.card.get("prompt", "rank@1"))))  # fmt: skip

@@ -94,3 +94,10 @@ def load_prompt(task: str, version: int | None = None, prompts_dir: Path = PROMP
     )
     _check_fields(tpl, path)
     return tpl
+
+
+def load_prompt_ref(ref: str) -> PromptTemplate:
+    """The template a reference names: ``task@version``, or ``task`` for its highest version (the inverse of
+    ``PromptTemplate.ref``)."""
+    task, _, version = ref.partition("@")
+    return load_prompt(task, int(version) if version else None)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmrec.errors import ConfigError
-from llmrec.prompts import load_prompt
+from llmrec.prompts import load_prompt, load_prompt_ref
 
 
 def test_item_text_prompt_is_versioned():
@@ -37,3 +37,9 @@ def test_values_are_data_not_format_strings():
     tpl = load_prompt("item_text")
     text = tpl.render(title="{year} {__class__}", year=1999, genres="", keywords="", tags="", description="")
     assert text.startswith("{year} {__class__}")
+
+
+def test_a_reference_names_a_version_or_the_highest():
+    assert load_prompt_ref("rank@1") == load_prompt("rank", 1)
+    assert load_prompt_ref("rank") == load_prompt("rank") and load_prompt_ref("rank").version >= 2
+    assert load_prompt_ref(load_prompt("rank", 1).ref) == load_prompt("rank", 1)  # the inverse of .ref
