@@ -30,6 +30,7 @@ SETTINGS = (("f32", 1), ("f32", 2), ("bf16", 2))  # the first is the reference
 def prompts(data_dir: str | None, users: int, llm: Any, model: str) -> tuple[list[list[dict[str, str]]], list[str]]:
     """The fused ranker's prompts for the first ``users`` test users and its labels: the LLM ranker ``model``'s SASRec
     card was fitted with (its prompt, labels, history length) over ``llm``, the windows the CLI's road builds."""
+    from llmrec.config import RankerConfig
     from llmrec.evaluation.rerank import RerankPipeline
     from llmrec.fusion import FusionModel, card_llm_ranker, fusion_file
     from llmrec.paths import resolve_cache_dir
@@ -40,7 +41,7 @@ def prompts(data_dir: str | None, users: int, llm: Any, model: str) -> tuple[lis
                               cache_dir=resolve_cache_dir(None)).fit(split.final_train)  # fmt: skip
     cases = split.test.subset(slice(0, users))
     top, scores = pipeline.candidates(cases.users, cases.histories, strict=True)
-    ranker = card_llm_ranker(card, llm, data.items, max_history=20)
+    ranker = card_llm_ranker(card, llm, data.items, max_history=RankerConfig().max_history)
     return [ranker.messages(pipeline.profile(int(u), h), pipeline.window(t, s))
             for u, h, t, s in zip(cases.users, cases.histories, top, scores)], list(ranker.labels)  # fmt: skip
 
