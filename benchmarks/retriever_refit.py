@@ -10,6 +10,8 @@ EASE 0.1 on per-user z-scores, each network averaged over its seeded copies, as 
 ``refit``    each copy trained again from its seed on every fit item for the hold-out fit's best epoch count.
 ``mixed``    both, averaged as ten copies per network (twice the training).
 
+The members and weights are the registry ensemble's (``EnsembleConfig``); its deterministic members are fitted once.
+
 ``--side valid``: fitted on the training items, scored on the validation item (the fusion's clean validation fit,
 docs/benchmarks/ranking.md 9.1). ``--side test``: fitted on training + validation items, scored on the test item;
 the hold-out copies are the ones that ship (``finetune/retrievers``), so only the refits train. Choices are made
@@ -36,9 +38,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import ranking as R  # one split, one metric code with the sweep
 
+from llmrec.baselines.builtin import NEURAL
+from llmrec.baselines.ensemble import EnsembleConfig
+
 log = logging.getLogger("retriever_refit")
-NETWORKS = {"lrurec": 1.0, "sasrec": 0.3}  # the ensemble's neural members and their weights
-EASE_WEIGHT = 0.1
+_ENSEMBLE = dict(zip(EnsembleConfig.members, EnsembleConfig.weights))  # the registry ensemble's members and weights
+NETWORKS = {m: w for m, w in _ENSEMBLE.items() if m in NEURAL}  # lrurec 1, sasrec 0.3: refitted
+OTHERS = {m: w for m, w in _ENSEMBLE.items() if m not in NEURAL}  # ease 0.1: deterministic, fitted once
 KINDS = ("holdout", "refit", "mixed")
 
 
@@ -107,17 +113,19 @@ def report(side: str, seeds: int, split: Any, out: Path) -> list[str]:
     from llmrec.evaluation.protocols import mask_scores
 
     data, cases = fit_side(side, split)
-    ease_file = out / f"{side}-ease.npy"
-    if not ease_file.is_file():
-        np.save(ease_file, np.asarray(get_scorer("ease").fit(data).score(cases.users, cases.histories), np.float32))
-    ease = standardise(np.load(ease_file))
+    fixed: Any = 0.0  # the deterministic members' weighted z-scores
+    for member, weight in OTHERS.items():
+        path = out / f"{side}-{member}.npy"
+        if not path.is_file():
+            np.save(path, np.asarray(get_scorer(member).fit(data).score(cases.users, cases.histories), np.float32))
+        fixed = fixed + weight * standardise(np.load(path))
     rows = []
     for kind in KINDS:
         for k in range(1, seeds + 1):
             z = {m: member_z(m, side, kind, k, out) for m in NETWORKS}
             if any(v is None for v in z.values()):
                 continue
-            total = sum(w * z[m] for m, w in NETWORKS.items()) + EASE_WEIGHT * ease
+            total = sum(w * z[m] for m, w in NETWORKS.items()) + fixed
             ens = R.metrics_of(mask_scores(np.asarray(total, np.float32), cases), cases)
             lru = R.metrics_of(mask_scores(np.asarray(z["lrurec"], np.float32), cases), cases)
             rows.append(f"| {side} | {kind} | {k} | {ens['ndcg@10']:.4f} ± {ens['ndcg@10_se']:.4f} | "
