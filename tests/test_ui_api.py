@@ -84,6 +84,15 @@ def test_named_endpoints_only(client: Any) -> None:
     assert not info["unnamed_endpoints"]
 
 
+def test_the_chips_and_the_cards_re_render_one_at_a_time(server: RunningApp) -> None:
+    # Two re-renders of one session running at once can drop one (gradio-app/gradio#9991; seen once in the browser
+    # test: after "Forget me" the old cards stayed): both renders share one queue slot.
+    renders = [fn for fn in server.app.fns.values() if type(getattr(fn.fn, "__self__", None)).__name__ == "Renderable"]
+    assert len(renders) == 2  # the chips under the chat and the cards in "Your picks"
+    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in renders} == {("renders", 1)}
+    assert all(fn.concurrency_id != "renders" for fn in server.app.fns.values() if fn not in renders)
+
+
 def test_chat_recommend_why_like_edit_forget(client: Any, server: RunningApp) -> None:
     state = onboard(client)
     uid = user_of(client, server)

@@ -87,6 +87,11 @@ def build_app(recommender_factory: Callable[[], Any], store: str | Path | Any,
     quiet: dict[str, Any] = {"show_progress": "hidden"}  # the chat shows its own "…" while working
     turns = {"concurrency_limit": settings.concurrency, "concurrency_id": "turns", **quiet}
     light = {"concurrency_limit": settings.light_concurrency, "concurrency_id": "light"}
+    # One re-render at a time, every session: Gradio's re-renders edit the session's shared block and event maps
+    # while a concurrent one loops over them (gradio-app/gradio#9991: "dictionary changed size during iteration";
+    # seen when a reply re-renders the chips and the cards at once and the cards' render was dropped). Building a
+    # dozen buttons takes milliseconds, so the queue costs nothing a person notices.
+    renders = {"concurrency_limit": 1, "concurrency_id": "renders"}
     with AppBlocks(title="llmrec · movie picks you can talk to", analytics_enabled=False) as blocks:
         cards = gr.JSON([], visible=False)
         chips = gr.JSON([], visible=False)
@@ -100,7 +105,7 @@ def build_app(recommender_factory: Callable[[], Any], store: str | Path | Any,
                                      sanitize_html=True, allow_tags=False, latex_delimiters=[], feedback_options=None,
                                      buttons=[], placeholder="Loading…", layout="bubble")  # fmt: skip
 
-                @gr.render(inputs=[chips])
+                @gr.render(inputs=[chips], **renders)
                 def _chips(values: list[str] | None) -> None:
                     with gr.Row(elem_classes="chip-row"):
                         for text in (values or [])[:12]:
@@ -114,7 +119,7 @@ def build_app(recommender_factory: Callable[[], Any], store: str | Path | Any,
             with gr.Column(scale=7, min_width=360, elem_id="side-column"), gr.Tabs(elem_id="tabs"):
                 with gr.Tab("Your picks", id="picks"):
 
-                    @gr.render(inputs=[cards])
+                    @gr.render(inputs=[cards], **renders)
                     def _cards(values: list[dict] | None) -> None:
                         if not values:
                             gr.HTML(EMPTY)
