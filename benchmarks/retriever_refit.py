@@ -43,8 +43,8 @@ from llmrec.baselines.ensemble import EnsembleConfig
 
 log = logging.getLogger("retriever_refit")
 _ENSEMBLE = dict(zip(EnsembleConfig.members, EnsembleConfig.weights))  # the registry ensemble's members and weights
-NETWORKS = {m: w for m, w in _ENSEMBLE.items() if m in NEURAL}  # lrurec 1, sasrec 0.3: refitted
-OTHERS = {m: w for m, w in _ENSEMBLE.items() if m not in NEURAL}  # ease 0.1: deterministic, fitted once
+NETWORKS = tuple(m for m in _ENSEMBLE if m in NEURAL)  # lrurec, sasrec: refitted
+OTHERS = tuple(m for m in _ENSEMBLE if m not in NEURAL)  # ease: deterministic, fitted once
 KINDS = ("holdout", "refit", "mixed")
 
 
@@ -113,19 +113,19 @@ def report(side: str, seeds: int, split: Any, out: Path) -> list[str]:
     from llmrec.evaluation.protocols import mask_scores
 
     data, cases = fit_side(side, split)
-    fixed: Any = 0.0  # the deterministic members' weighted z-scores
-    for member, weight in OTHERS.items():
+    fixed = {}  # the deterministic members' z-scores, the same in every row
+    for member in OTHERS:
         path = out / f"{side}-{member}.npy"
         if not path.is_file():
             np.save(path, np.asarray(get_scorer(member).fit(data).score(cases.users, cases.histories), np.float32))
-        fixed = fixed + weight * standardise(np.load(path))
+        fixed[member] = standardise(np.load(path))
     rows = []
     for kind in KINDS:
         for k in range(1, seeds + 1):
             z = {m: member_z(m, side, kind, k, out) for m in NETWORKS}
             if any(v is None for v in z.values()):
                 continue
-            total = sum(w * z[m] for m, w in NETWORKS.items()) + fixed
+            total = R.weighted({**z, **fixed}, _ENSEMBLE)
             ens = R.metrics_of(mask_scores(np.asarray(total, np.float32), cases), cases)
             lru = R.metrics_of(mask_scores(np.asarray(z["lrurec"], np.float32), cases), cases)
             rows.append(f"| {side} | {kind} | {k} | {ens['ndcg@10']:.4f} ± {ens['ndcg@10_se']:.4f} | "
@@ -141,7 +141,7 @@ def main() -> int:
     p.add_argument("--work", required=True, help="cache folder for the runs")
     p.add_argument("--cache-dir", default=None, help="llmrec's cache (the shipped hold-out copies are installed "
                    "there); default: the configured one")  # fmt: skip
-    p.add_argument("--member", choices=tuple(NETWORKS), help="train this network's copies (else: print the tables)")
+    p.add_argument("--member", choices=NETWORKS, help="train this network's copies (else: print the tables)")
     p.add_argument("--side", choices=("valid", "test"), default="valid")
     p.add_argument("--seeds", type=int, default=5)
     args = p.parse_args()

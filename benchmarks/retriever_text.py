@@ -186,8 +186,8 @@ def ensemble_rows(folder: Path, split_name: str, cases: Any, seeds: int) -> list
             needed = [folder / f"{v}-{split_name}-seed{s}.npy" for v in (variant, "sasrec") for s in range(k)]
             if not all(p.is_file() for p in [*needed, folder / f"ease-{split_name}-seed0.npy"]):
                 continue
-            total = w_lrurec * averaged(variant, k) + w_sasrec * averaged("sasrec", k) + w_ease * averaged("ease", 1)
-            total = total.astype(np.float32)
+            members = {"lrurec": averaged(variant, k), "sasrec": averaged("sasrec", k), "ease": averaged("ease", 1)}
+            total = R.weighted(members, weight).astype(np.float32)
             m, users = R.metrics_of(total, cases), per_user_ndcg(total)
             reference.setdefault(k, users)  # LRURec base comes first
             diff = users - reference[k]
