@@ -22,7 +22,7 @@ from llmrec.evaluation.harness import EvalContext, genre_embeddings, list_metric
 from llmrec.evaluation.protocols import loo_split
 
 log = logging.getLogger("benchmarks.neural")
-MODELS = ("ncf", "sasrec", "lrurec", "lightgcn", "cfgan")
+MODELS = ("ncf", "sasrec", "lrurec", "bert4rec", "lightgcn", "cfgan")
 COLUMNS = ("ndcg@10", "recall@10", "recall@20", "recall@50", "diversity@10", "novelty@10", "coverage@10")
 
 

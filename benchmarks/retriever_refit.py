@@ -69,16 +69,18 @@ def shipped_holdout(split: Any, cache: Path) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def train(member: str, side: str, seeds: int, split: Any, out: Path, cache: Path | None, **params: Any) -> None:
-    """Fit and score the hold-out and the refitted copy of ``member`` for each seed (cached). ``params``: the
-    network's settings (its registry defaults when none, the figures' setting); ``cache`` None: no shipped copy."""
+def train(member: str, side: str, seeds: int, split: Any, out: Path, cache: Path | None, refit: bool = True,
+          **params: Any) -> None:  # fmt: skip
+    """Fit and score the hold-out and (``refit``) the refitted copy of ``member`` for each seed (cached). ``params``:
+    the network's settings (its registry defaults when none, the figures' setting); ``cache`` None: no shipped copy."""
     from llmrec.baselines import get_scorer
 
     data, cases = fit_side(side, split)
-    shipped = shipped_holdout(split, cache) if side == "test" and cache is not None and not params else None
+    ships = side == "test" and cache is not None and not params and member in NETWORKS  # a shipped ensemble5 copy
+    shipped = shipped_holdout(split, cache) if ships else None
     for copy in range(seeds):
         name = tag(member, copy)
-        files = {kind: out / f"{side}-{kind}-{name}.npy" for kind in ("holdout", "refit")}
+        files = {kind: out / f"{side}-{kind}-{name}.npy" for kind in ("holdout", "refit") if refit or kind == "holdout"}
         if all(f.is_file() for f in files.values()):
             continue
         fit = dataclasses.replace(data, seed=data.seed + copy) if copy else data
@@ -88,6 +90,8 @@ def train(member: str, side: str, seeds: int, split: Any, out: Path, cache: Path
         best = held.train_result_.best_epoch
         np.save(files["holdout"], np.asarray(held.score(cases.users, cases.histories), dtype=np.float32))
         log.info("%s %s hold-out fit: best epoch %d (%.0f s)", side, name, best, time.monotonic() - began)
+        if not refit:
+            continue
         began = time.monotonic()
         refit = get_scorer(member, **{**params, "holdout": False, "epochs": best, "patience": 0},
                            checkpoint_dir=str(out / side / "refit" / name), resume=True).fit(fit)  # fmt: skip

@@ -1,4 +1,4 @@
-"""The neural recommenders (NCF, SASRec, LRURec, LightGCN, CFGAN) and their shared training loop, on tiny data."""
+"""The neural recommenders (NCF, SASRec, LRURec, BERT4Rec, LightGCN, CFGAN) and their training loop, on tiny data."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ TINY = {
     "ncf": {"factors": 8, "layers": (16, 8), "epochs": 3, "batch_size": 256},
     "sasrec": {"hidden": 16, "blocks": 1, "heads": 2, "max_len": 12, "epochs": 3, "dropout": 0.1, "batch_size": 16},
     "lrurec": {"hidden": 16, "blocks": 1, "max_len": 12, "epochs": 3, "dropout": 0.1, "batch_size": 16},
+    "bert4rec": {"hidden": 16, "blocks": 1, "max_len": 12, "epochs": 3, "dropout": 0.1, "batch_size": 16},
     "lightgcn": {"factors": 8, "layers": 2, "epochs": 3, "eval_every": 1, "batch_size": 128},
     "cfgan": {"hidden": 16, "epochs": 3, "eval_every": 1, "batch_size": 16},
 }
@@ -76,7 +77,7 @@ def test_unknown_users_are_folded_in(fitted: dict, name: str) -> None:
     scores = scorer.score(np.full(3, -1), histories)
     assert scores.shape == (3, N_ITEMS) and np.isfinite(scores).all()
     assert not np.allclose(scores[0], scores[1])  # the history matters
-    if name in ("sasrec", "lrurec", "cfgan"):  # score from the history alone: the user id is irrelevant
+    if name in ("sasrec", "lrurec", "bert4rec", "cfgan"):  # score from the history alone: the user id is irrelevant
         known = chain_histories()[:2]
         as_unknown = scorer.score(np.array([-1, -1]), known)
         np.testing.assert_allclose(as_unknown, scorer.score(np.arange(2), known), atol=1e-5)
@@ -104,9 +105,13 @@ def test_resume_refuses_another_configuration(tmp_path) -> None:
         build("ncf", epochs=1, factors=4, checkpoint_dir=str(tmp_path), resume=True).fit(train_data())
 
 
-@pytest.mark.parametrize("name", ["sasrec", "lrurec"])
-def test_sequential_models_learn_the_next_item(name: str) -> None:
-    scorer = build(name, epochs=40, dropout=0.0, learning_rate=1e-2, hidden=32, patience=0, label_smoothing=0.0)
+# the cloze learns from a fifth of the positions per epoch and must learn where [MASK] sits: more epochs, more masks
+@pytest.mark.parametrize(
+    ("name", "more"), [("sasrec", {}), ("lrurec", {}), ("bert4rec", {"epochs": 200, "mask_prob": 0.5})]
+)
+def test_sequential_models_learn_the_next_item(name: str, more: dict) -> None:
+    params = {"epochs": 40, "dropout": 0.0, "learning_rate": 1e-2, "hidden": 32, "patience": 0, "label_smoothing": 0.0}
+    scorer = build(name, **{**params, **more})
     scorer = scorer.fit(train_data())
     starts = np.arange(N_ITEMS)
     histories = [(s + np.arange(5)) % N_ITEMS for s in starts]
@@ -136,6 +141,51 @@ def test_lru_layer_is_the_linear_recurrence_it_claims() -> None:
         changed[:, 4:] = torch.randn(3, 3, 8)
         torch.testing.assert_close(layer(changed)[:, :4], parallel[:, :4])
         assert torch.exp(-torch.exp(layer.nu_log)).max() < 1  # |lambda| < 1: the recurrence is stable
+
+
+def test_bert4rec_attends_both_ways_but_never_to_padding() -> None:
+    """A later item changes an earlier position's state (bidirectional, unlike SASRec), and padding after a window
+    changes nothing (it is never read as a key)."""
+    from llmrec.baselines.bert4rec import BERT4RecConfig, BERT4RecNet
+
+    torch.manual_seed(0)
+    net = BERT4RecNet(N_ITEMS, BERT4RecConfig(hidden=16, blocks=1, max_len=12, dropout=0.0)).eval()
+    with torch.no_grad():
+        seq = torch.tensor([[3, 4, 5, 0, 0]])
+        states = net(seq)
+        assert not torch.allclose(net(torch.tensor([[3, 4, 9, 0, 0]]))[:, 0], states[:, 0])
+        torch.testing.assert_close(net(seq[:, :3]), states[:, :3])
+        assert net.logits(states[0]).shape == (5, N_ITEMS)  # [MASK] is an input token, never an answer
+
+
+def test_bert4rec_cloze_hides_real_items_only_and_at_least_one_per_window() -> None:
+    from llmrec.baselines.bert4rec import cloze_mask
+
+    torch.manual_seed(0)
+    lengths = torch.randint(2, 12, (400,))
+    padded = torch.zeros(400, 12, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        padded[row, :n] = torch.randint(1, N_ITEMS + 1, (int(n),))
+    hide = cloze_mask(padded, 0.2, 0.1)
+    assert not (hide & (padded == 0)).any() and hide.any(1).all()
+    share = hide.sum() / (padded > 0).sum()
+    assert 0.15 < share < 0.3  # about mask_prob, plus the forced last items
+    assert hide[:, 0].any()  # not only last items
+    last = torch.zeros_like(hide)
+    last[torch.arange(400), lengths - 1] = True
+    assert torch.equal(cloze_mask(padded, 0.2, 1.0), last)  # last_only 1: the scoring task alone
+    assert torch.equal(cloze_mask(padded, 1e-9, 0.0), last)  # a window that drew nothing hides its last item
+
+
+def test_bert4rec_scores_with_a_mask_after_the_history() -> None:
+    from llmrec.baselines.bert4rec import BERT4Rec
+
+    scorer = build("bert4rec", epochs=1).fit(train_data())
+    assert isinstance(scorer, BERT4Rec)
+    seq = scorer._score_input(np.arange(30) % N_ITEMS)
+    assert len(seq) == 12 and seq[-1] == N_ITEMS + 1 and (seq[:-1] == (np.arange(19, 30) % N_ITEMS) + 1).all()
+    with pytest.raises(ConfigError, match="mask_prob"):
+        build("bert4rec", mask_prob=0.0)
 
 
 def test_lrurec_refuses_a_bad_ring() -> None:

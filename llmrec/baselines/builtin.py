@@ -68,6 +68,12 @@ def _lrurec(**params: Any) -> Scorer:
     return LRURec(**params)
 
 
+def _bert4rec(**params: Any) -> Scorer:
+    from llmrec.baselines.bert4rec import BERT4Rec
+
+    return BERT4Rec(**params)
+
+
 def _lightgcn(**params: Any) -> Scorer:
     from llmrec.baselines.lightgcn import LightGCN
 
@@ -101,13 +107,14 @@ BUILTIN_SCORERS: tuple[tuple[str, Callable[..., Scorer], Mapping[str, Sequence[A
     ("ncf", _ncf, {}, "NCF / NeuMF (llmrec, torch)", {}),
     ("sasrec", _sasrec, {}, "SASRec, full-softmax CE (llmrec, torch)", {}),
     ("lrurec", _lrurec, {}, "LRURec, linear recurrent units (llmrec, torch)", {}),
+    ("bert4rec", _bert4rec, {}, "BERT4Rec, bidirectional cloze (llmrec, torch)", {}),
     ("lightgcn", _lightgcn, {}, "LightGCN (llmrec, torch)", {}),
     ("cfgan", _cfgan, {}, "CFGAN (llmrec, torch)", {}),
     ("ensemble", _ensemble, {}, "Weighted z-score sum of retrievers (default LRURec + 0.3 SASRec + 0.1 EASE)", {}),
     # the same with each network fitted from five seeds and averaged: five times the training, a steadier order
     ("ensemble5", _ensemble, {}, "The ensemble with LRURec and SASRec each averaged over 5 seeds", {"seeds": 5}),
 )  # fmt: skip
-NEURAL = frozenset({"ncf", "sasrec", "lrurec", "lightgcn", "cfgan"})
+NEURAL = frozenset({"ncf", "sasrec", "lrurec", "bert4rec", "lightgcn", "cfgan"})
 
 
 def register_builtin_scorers(register: Callable[..., Any]) -> None:

@@ -89,12 +89,15 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(hidden, width), nn.GELU(), nn.Linear(width, hidden))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attend: torch.Tensor | None = None) -> torch.Tensor:
+        """Causal attention, or with ``attend`` (a boolean mask broadcast to (batch, heads, length, length),
+        True where a query may read a key) bidirectional attention restricted to it (BERT4Rec)."""
         batch, length, hidden = x.shape
         q, k, v = self.qkv(self.norm1(x)).split(hidden, dim=2)
         q, k, v = (t.view(batch, length, self.heads, hidden // self.heads).transpose(1, 2) for t in (q, k, v))
         dropout = self.dropout if self.training else 0.0
-        attended = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        causal = attend is None
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=dropout, is_causal=causal)
         x = x + self.drop(self.proj(attended.transpose(1, 2).reshape(batch, length, hidden)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
@@ -183,7 +186,7 @@ class SASRec(Scorer):
         self.device_ = trainer.device
         self.net_ = trainer.prepare(self.Net(train.n_items, cfg))
         optimizer = trainer.adamw(self.net_.parameters())
-        windows = training_windows(train.histories, cfg.max_len, cfg.max_windows)
+        windows = self._windows(train.histories)
 
         def batches(rng: np.random.Generator):
             order = rng.permutation(len(windows))
@@ -197,13 +200,7 @@ class SASRec(Scorer):
 
         def loss(padded: torch.Tensor) -> torch.Tensor:
             (padded,) = trainer.to_device(padded)
-            inputs, targets = padded[:, :-1], padded[:, 1:]
-            hidden = self.net_(inputs)
-            mask = targets > 0
-            hidden, targets = hidden[mask], targets[mask] - 1
-            if not 0 < cfg.negatives < train.n_items - 1:
-                return F.cross_entropy(self.net_.logits(hidden), targets, label_smoothing=cfg.label_smoothing)
-            return sampled_softmax_loss(self.net_, hidden, targets, cfg.negatives)
+            return self._batch_loss(padded, train.n_items)
 
         def run_epoch(epoch: int, rng: np.random.Generator) -> float:
             return trainer.run_batches(batches(rng), loss, optimizer)
@@ -215,13 +212,31 @@ class SASRec(Scorer):
         self.train_result_ = trainer.fit(self.net_, run_epoch, evaluate)
         self.best_epoch_ = self.train_result_.best_epoch
 
+    def _windows(self, histories: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        """Training sequences (1-based item ids), one batch row each."""
+        return training_windows(histories, self.config.max_len, self.config.max_windows)
+
+    def _batch_loss(self, padded: torch.Tensor, n_items: int) -> torch.Tensor:
+        """Next-item cross-entropy at every position of a batch of right-padded windows."""
+        cfg = self.config
+        inputs, targets = padded[:, :-1], padded[:, 1:]
+        hidden = self.net_(inputs)
+        mask = targets > 0
+        hidden, targets = hidden[mask], targets[mask] - 1
+        if not 0 < cfg.negatives < n_items - 1:
+            return F.cross_entropy(self.net_.logits(hidden), targets, label_smoothing=cfg.label_smoothing)
+        return sampled_softmax_loss(self.net_, hidden, targets, cfg.negatives)
+
+    def _score_input(self, history: np.ndarray) -> np.ndarray:
+        """The sequence whose last position's hidden state scores the next item: the last ``max_len`` items."""
+        return np.asarray(history, dtype=np.int64)[-self.config.max_len :] + 1
+
     @torch.no_grad()
     def _predict(self, users: np.ndarray, histories) -> np.ndarray:
         self.net_.eval()
-        max_len = self.config.max_len
         out = []
         for start in range(0, len(histories), SCORE_CHUNK):
-            seqs = [np.asarray(h, dtype=np.int64)[-max_len:] + 1 for h in histories[start : start + SCORE_CHUNK]]
+            seqs = [self._score_input(h) for h in histories[start : start + SCORE_CHUNK]]
             lengths = torch.tensor([max(len(s), 1) for s in seqs], device=self.device_)
             padded = pad_right([s if len(s) else np.zeros(1, dtype=np.int64) for s in seqs]).to(self.device_)
             hidden = self.net_(padded)[torch.arange(len(seqs), device=self.device_), lengths - 1]
