@@ -107,7 +107,9 @@ def tables(split: Any, out: Path, seeds: int = SEEDS, own: int = SEEDS) -> list[
             alone = R.metrics_of(mask_scores(F.member_z("bert4rec", side, "holdout", k, out), cases), cases)
             lines.append(f"| {side} | BERT4Rec alone, {k} seed(s) | {alone['ndcg@10']:.4f} ± {alone['ndcg@10_se']:.4f}"
                          f" | {alone['recall@10']:.4f} | {alone['recall@20']:.4f} |")  # fmt: skip
-        pairs[side] = {"ensemble5": R.weighted(z, F._ENSEMBLE), "bert4rec": z["bert4rec"]}
+        # masked here, so the weight search (ranking.py's, on masked scores) and the rows see the same lists
+        pairs[side] = {"ensemble5": mask_scores(R.weighted(z, F._ENSEMBLE), cases),
+                       "bert4rec": mask_scores(z["bert4rec"].copy(), cases)}  # fmt: skip
     if "valid" not in pairs:
         return lines
     # BERT4Rec's weight beside ensemble5's fixed ones, by the ensemble's own rule (ranking.md 5.1)
@@ -115,8 +117,7 @@ def tables(split: Any, out: Path, seeds: int = SEEDS, own: int = SEEDS) -> list[
     for side, pair in pairs.items():
         _, cases = F.fit_side(side, split)
         for w in WEIGHTS:
-            total = mask_scores(R.weighted(pair, {"ensemble5": 1.0, "bert4rec": w}).astype(np.float32), cases)
-            m = R.metrics_of(total, cases)
+            m = R.metrics_of(R.weighted(pair, {"ensemble5": 1.0, "bert4rec": w}).astype(np.float32), cases)
             label = "`ensemble5`" if w == 0 else f"`ensemble5` + {w:g} BERT4Rec" + (" (chosen)" if w == chosen else "")
             lines.append(f"| {side} | {label} | {m['ndcg@10']:.4f} ± {m['ndcg@10_se']:.4f} | {m['recall@10']:.4f} | "
                          f"{m['recall@20']:.4f} |")  # fmt: skip
