@@ -13,7 +13,8 @@ Windows of ``max_len`` items are cut back from the end of each history (SASRec's
 positions counted back from the window's last item (the original pads on the left to the same end), so the
 scoring ``[MASK]`` sits at the position every window's last item trains at, whatever the history's length. The
 trainer, seeding, early stopping and checkpoints are SASRec's. The defaults are SASRec's but for the feed-forward
-width (BERT4Rec's 4x hidden); the paper's ``mask_prob`` for MovieLens is 0.2.
+width (BERT4Rec's 4x hidden), dropout 0.2 and a long training budget (see ``BERT4RecConfig``); the paper's
+``mask_prob`` for MovieLens is 0.2.
 """
 
 from __future__ import annotations
