@@ -76,27 +76,18 @@ def member_scores(side: str, split: Any, out: Path, seeds: int = SEEDS, own: int
                   ) -> dict[str, np.ndarray] | None:  # fmt: skip
     """``ensemble5``'s members' z-scores (networks averaged over their ``seeds`` hold-out copies) and BERT4Rec's
     (over its ``own``), or None while a copy is missing."""
-    from llmrec.baselines import get_scorer
-    from llmrec.baselines.ensemble import standardise
-
-    data, cases = F.fit_side(side, split)
     z = {m: F.member_z(m, side, "holdout", seeds, out) for m in F.NETWORKS}
     z["bert4rec"] = F.member_z("bert4rec", side, "holdout", own, out)
     if any(v is None for v in z.values()):
         return None
-    for member in F.OTHERS:
-        path = out / f"{side}-{member}.npy"  # the deterministic members, fitted once (retriever_refit's file)
-        if not path.is_file():
-            np.save(path, np.asarray(get_scorer(member).fit(data).score(cases.users, cases.histories), np.float32))
-        z[member] = standardise(np.load(path))
-    return z
+    return {**z, **F.fixed_z(side, split, out)}
 
 
 def tables(split: Any, out: Path, seeds: int = SEEDS, own: int = SEEDS) -> list[str]:
     from llmrec.evaluation.protocols import mask_scores
 
     lines = ["| side | model | NDCG@10 | R@10 | R@20 |", "|---|---|---|---|---|"]
-    pairs: dict[str, dict[str, np.ndarray]] = {}  # per side: ensemble5's weighted sum and BERT4Rec's z-scores
+    pairs: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}  # per side: cases; ensemble5's sum and BERT4Rec's z
     for side in ("valid", "test"):
         _, cases = F.fit_side(side, split)
         z = member_scores(side, split, out, seeds, own)
@@ -108,14 +99,13 @@ def tables(split: Any, out: Path, seeds: int = SEEDS, own: int = SEEDS) -> list[
             lines.append(f"| {side} | BERT4Rec alone, {k} seed(s) | {alone['ndcg@10']:.4f} ± {alone['ndcg@10_se']:.4f}"
                          f" | {alone['recall@10']:.4f} | {alone['recall@20']:.4f} |")  # fmt: skip
         # masked here, so the weight search (ranking.py's, on masked scores) and the rows see the same lists
-        pairs[side] = {"ensemble5": mask_scores(R.weighted(z, F._ENSEMBLE), cases),
-                       "bert4rec": mask_scores(z["bert4rec"].copy(), cases)}  # fmt: skip
+        pairs[side] = cases, {"ensemble5": mask_scores(R.weighted(z, F._ENSEMBLE), cases),
+                              "bert4rec": mask_scores(z["bert4rec"].copy(), cases)}  # fmt: skip
     if "valid" not in pairs:
         return lines
     # BERT4Rec's weight beside ensemble5's fixed ones, by the ensemble's own rule (ranking.md 5.1)
-    chosen = R.search_weights(pairs["valid"], ("ensemble5", "bert4rec"), split.valid, WEIGHTS)["bert4rec"]
-    for side, pair in pairs.items():
-        _, cases = F.fit_side(side, split)
+    chosen = R.search_weights(pairs["valid"][1], ("ensemble5", "bert4rec"), split.valid, WEIGHTS)["bert4rec"]
+    for side, (cases, pair) in pairs.items():
         for w in WEIGHTS:
             m = R.metrics_of(R.weighted(pair, {"ensemble5": 1.0, "bert4rec": w}).astype(np.float32), cases)
             label = "`ensemble5`" if w == 0 else f"`ensemble5` + {w:g} BERT4Rec" + (" (chosen)" if w == chosen else "")

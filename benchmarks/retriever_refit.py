@@ -110,19 +110,27 @@ def member_z(member: str, side: str, kind: str, k: int, out: Path) -> np.ndarray
     return seed_average([standardise(np.load(p)) for p in paths])
 
 
-def report(side: str, seeds: int, split: Any, out: Path) -> list[str]:
-    """Table rows: the ensemble and LRURec alone, per kind and number of seeds."""
+def fixed_z(side: str, split: Any, out: Path) -> dict[str, np.ndarray]:
+    """The deterministic members' z-scores on ``side``, each fitted once and cached."""
     from llmrec.baselines import get_scorer
     from llmrec.baselines.ensemble import standardise
-    from llmrec.evaluation.protocols import mask_scores
 
     data, cases = fit_side(side, split)
-    fixed = {}  # the deterministic members' z-scores, the same in every row
+    fixed = {}
     for member in OTHERS:
         path = out / f"{side}-{member}.npy"
         if not path.is_file():
             np.save(path, np.asarray(get_scorer(member).fit(data).score(cases.users, cases.histories), np.float32))
         fixed[member] = standardise(np.load(path))
+    return fixed
+
+
+def report(side: str, seeds: int, split: Any, out: Path) -> list[str]:
+    """Table rows: the ensemble and LRURec alone, per kind and number of seeds."""
+    from llmrec.evaluation.protocols import mask_scores
+
+    _, cases = fit_side(side, split)
+    fixed = fixed_z(side, split, out)  # the same in every row
     rows = []
     for kind in KINDS:
         for k in range(1, seeds + 1):
